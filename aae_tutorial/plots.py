@@ -1,0 +1,77 @@
+"""Figures: image grids, latent scatters coloured by digit, manifold traversals and loss curves (matplotlib, PNG)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from .train import History
+
+DIGIT_COLORS = plt.get_cmap("tab10")
+
+
+def image_grid(images: Tensor, nrow: int = 10, ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
+    """Show (N, 784) or (N, 1, 28, 28) images in [0, 1] as one grid with ``nrow`` images per row."""
+    images = images.detach().float().cpu().reshape(-1, 1, 28, 28)
+    grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.0)[0]
+    if ax is None:
+        rows = int(np.ceil(len(images) / nrow))
+        _, ax = plt.subplots(figsize=(0.45 * nrow, 0.45 * rows + (0.3 if title else 0)))
+    ax.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_samples: Tensor | None = None,
+                   title: str = "", s: float = 2.0) -> plt.Axes:
+    """2-D codes coloured by digit, optionally over grey prior samples."""
+    if z.shape[1] != 2:
+        raise ValueError(f"latent_scatter draws 2-D codes, got shape {tuple(z.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    if prior_samples is not None:
+        p = prior_samples.detach().cpu()
+        ax.scatter(p[:, 0], p[:, 1], s=s, c="lightgrey", label="prior samples", rasterized=True)
+    z, labels = z.detach().cpu(), labels.detach().cpu()
+    sc = ax.scatter(z[:, 0], z[:, 1], s=s, c=labels, cmap=DIGIT_COLORS, vmin=-0.5, vmax=9.5, rasterized=True)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    plt.colorbar(sc, ax=ax, ticks=range(10), fraction=0.046, pad=0.04)
+    return ax
+
+
+def code_grid(lim: float | tuple[float, float, float, float], n: int = 15) -> Tensor:
+    """An n x n grid of 2-D codes spanning ``lim`` (half-width, or (xmin, xmax, ymin, ymax)), top row first. -> (n*n, 2)"""
+    xmin, xmax, ymin, ymax = (-lim, lim, -lim, lim) if np.isscalar(lim) else lim
+    ys, xs = torch.meshgrid(torch.linspace(ymax, ymin, n), torch.linspace(xmin, xmax, n), indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], 1)
+
+
+def manifold(decode: Callable[[Tensor], Tensor], lim: float | tuple[float, float, float, float], n: int = 15,
+             device: torch.device | str = "cpu", ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
+    """The decoder applied to a grid of 2-D codes: how the model fills the latent space."""
+    with torch.no_grad():
+        images = decode(code_grid(lim, n).to(device))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    return image_grid(images, nrow=n, ax=ax, title=title)
+
+
+def loss_curves(history: History, ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
+    """Per-epoch mean of each loss of a run."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = np.arange(1, history.epochs + 1)
+    for name, values in history.losses.items():
+        ax.plot(epochs, values, marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss")
+    ax.set_title(title)
+    ax.legend()
+    return ax

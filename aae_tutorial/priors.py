@@ -1,0 +1,135 @@
+"""Priors p(z) for the adversarial regularisation (paper sections 2-4), each with ``sample(n, labels=None)``.
+
+The adversarial autoencoder only ever *samples* from p(z): unlike the VAE it never needs a closed-form density or KL.
+That is why a swiss roll is as easy to impose as a Gaussian. Built on ``torch.distributions`` where it has the piece.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch import distributions as D
+
+
+class Prior:
+    """Base class: ``dim`` is the code size, ``num_components`` the number of label-addressable parts (0 if none)."""
+
+    dim: int
+    num_components: int = 0
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+
+    def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
+        """``n`` codes of shape (n, dim); with ``labels`` (n,), code i comes from component ``labels[i]``."""
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        if labels is not None:
+            if not self.num_components:
+                raise ValueError(f"{type(self).__name__} has no components, so it cannot be sampled by label")
+            if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
+                raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+        return self._sample(n, labels)
+
+    def _sample(self, n: int, labels: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items() if isinstance(v, (int, float)))
+        return f"{type(self).__name__}({args})"
+
+
+class Gaussian(Prior):
+    """Isotropic N(0, std^2 I) in ``dim`` dimensions (the paper uses std 5 for MNIST)."""
+
+    def __init__(self, dim: int = 2, std: float = 5.0, device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        if dim < 1 or std <= 0:
+            raise ValueError(f"Gaussian needs dim >= 1 and std > 0, got dim={dim}, std={std}")
+        self.dim, self.std = dim, float(std)
+        self.dist = D.Independent(D.Normal(torch.zeros(dim, device=self.device), self.std), 1)
+
+    def _sample(self, n: int, labels: Tensor | None) -> Tensor:
+        return self.dist.sample((n,))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.dist.log_prob(z)
+
+
+class Uniform(Prior):
+    """Uniform on the cube [-half_width, half_width]^dim."""
+
+    def __init__(self, dim: int = 2, half_width: float = 5.0, device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        if dim < 1 or half_width <= 0:
+            raise ValueError(f"Uniform needs dim >= 1 and half_width > 0, got dim={dim}, half_width={half_width}")
+        self.dim, self.half_width = dim, float(half_width)
+        w = torch.full((dim,), self.half_width, device=self.device)
+        self.dist = D.Independent(D.Uniform(-w, w), 1)
+
+    def _sample(self, n: int, labels: Tensor | None) -> Tensor:
+        return self.dist.sample((n,))
+
+
+class GaussianMixture(Prior):
+    """``k`` elongated 2-D Gaussians arranged on a circle, like the paper's figures 2 and 4.
+
+    Component ``c`` has its mean at angle ``2*pi*c/k`` and radius ``radius``; it is stretched along the radius
+    (std ``radial_std``) and thin across it (std ``tangential_std``).
+    """
+
+    def __init__(self, k: int = 10, radius: float = 4.0, radial_std: float = 1.0, tangential_std: float = 0.25,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        if k < 1 or radius < 0 or radial_std <= 0 or tangential_std <= 0:
+            raise ValueError("GaussianMixture needs k >= 1, radius >= 0 and positive stds")
+        self.dim, self.num_components = 2, k
+        self.k, self.radius, self.radial_std, self.tangential_std = k, float(radius), float(radial_std), float(tangential_std)
+        angle = torch.arange(k, device=self.device) * (2 * math.pi / k)
+        direction = torch.stack([angle.cos(), angle.sin()], 1)  # (k, 2)
+        normal = torch.stack([-angle.sin(), angle.cos()], 1)  # (k, 2)
+        self.means = radius * direction  # (k, 2)
+        scale = torch.stack([direction * radial_std, normal * tangential_std], 2)  # (k, 2, 2): columns = scaled axes
+        self.components = D.MultivariateNormal(self.means, scale_tril=torch.linalg.cholesky(scale @ scale.mT))
+        self.dist = D.MixtureSameFamily(D.Categorical(torch.ones(k, device=self.device)), self.components)
+
+    def _sample(self, n: int, labels: Tensor | None) -> Tensor:
+        if labels is None:
+            return self.dist.sample((n,))
+        eps = torch.randn(n, 2, 1, device=self.device)
+        return self.means[labels] + (self.components.scale_tril[labels] @ eps).squeeze(2)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.dist.log_prob(z)
+
+    def assign(self, z: Tensor) -> Tensor:
+        """The most likely component of each code: (n, 2) -> (n,)."""
+        return self.components.log_prob(z.unsqueeze(1)).argmax(1)
+
+
+class SwissRoll(Prior):
+    """A 2-D swiss roll cut into ``k`` equal segments along its length (paper figure 4, right).
+
+    A point at arc parameter t in [0, 1] sits at angle ``turns*2*pi*t`` and radius ``radius*t``, plus Gaussian noise.
+    Segment ``c`` is t in [c/k, (c+1)/k).
+    """
+
+    def __init__(self, k: int = 10, radius: float = 8.0, turns: float = 1.5, noise: float = 0.25,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        if k < 1 or radius <= 0 or turns <= 0 or noise < 0:
+            raise ValueError("SwissRoll needs k >= 1, radius > 0, turns > 0 and noise >= 0")
+        self.dim, self.num_components = 2, k
+        self.k, self.radius, self.turns, self.noise = k, float(radius), float(turns), float(noise)
+
+    def point(self, t: Tensor) -> Tensor:
+        """Noise-free point of the roll at parameter t: (n,) -> (n, 2)."""
+        angle = 2 * math.pi * self.turns * t
+        return self.radius * t.unsqueeze(1) * torch.stack([angle.cos(), angle.sin()], 1)
+
+    def _sample(self, n: int, labels: Tensor | None) -> Tensor:
+        u = torch.rand(n, device=self.device)
+        t = u if labels is None else (labels.to(u.dtype) + u) / self.k
+        t = 0.05 + 0.95 * t  # keep clear of the crowded centre
+        return self.point(t) + self.noise * torch.randn(n, 2, device=self.device)

@@ -1,0 +1,87 @@
+"""The committed book: every notebook listed, executed, error-free, with figures, provenance and a Colab cell."""
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+
+def toc_files() -> list[str]:
+    files = [TOC["root"]]
+    for part in TOC["parts"]:
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+TRAINING_CHAPTERS = [p for p in NOTEBOOKS if p.name[:2] in {f"0{i}" for i in range(1, 9)}]
+
+
+def outputs(nb, kind: str) -> list[str]:
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if kind == "stream" and out.output_type == "stream":
+                texts.append(out.text)
+            elif kind in out.get("data", {}):
+                texts.append(out.data[kind])
+    return texts
+
+
+def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
+    listed = set(toc_files())
+    assert {f"book/{p.stem}" for p in NOTEBOOKS} <= listed
+    for entry in listed:
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".ipynb", ".md")), entry
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_committed_executed_with_figures_and_no_errors(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "every code cell must be executed"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], "no error outputs"
+    assert outputs(nb, "image/png"), "at least one figure"
+    assert any("Run mode:" in t for t in outputs(nb, "stream")), "states the mode it ran in"
+    assert any("Device:" in t for t in outputs(nb, "stream")), "states the device"
+
+
+@pytest.mark.parametrize("path", TRAINING_CHAPTERS, ids=lambda p: p.stem)
+def test_training_chapters_state_epochs_and_wall_time(path):
+    nb = nbformat.read(path, as_version=4)
+    summaries = [t for t in outputs(nb, "text/markdown") if "| run | mode | device | epochs | wall time |" in t]
+    assert summaries and "**total**" in summaries[-1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_installs_on_colab_only(path):
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code").source
+    assert 'if "google.colab" in sys.modules:' in first and "%pip install" in first
+    assert first.count("\n    ") == 1  # the install is the only statement under the Colab guard
+    assert not next(c for c in nb.cells if c.cell_type == "code").outputs
+
+
+def colab_url(notebook: str) -> str:
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    path = f"{CONFIG['repository']['path_to_book']}/{notebook}".lstrip("/")
+    return f"{CONFIG['launch_buttons']['colab_url']}/github/{repo}/blob/{CONFIG['repository']['branch']}/{path}"
+
+
+@pytest.mark.parametrize("entry", [e for e in toc_files() if (ROOT / f"{e}.ipynb").exists()])
+def test_colab_launch_url_resolves_to_a_notebook_in_the_repo(entry):
+    url = colab_url(f"{entry}.ipynb")
+    path_in_repo = url.split(f"/blob/{CONFIG['repository']['branch']}/", 1)[1]
+    assert (ROOT / path_in_repo).is_file()
+
+
+def test_vendored_assets_are_outside_static_and_licensed():
+    assert not (ROOT / "book" / "_static").exists()
+    vendor = ROOT / "book" / "_vendor"
+    assert (vendor / "mathjax" / "tex-chtml.js").is_file() and (vendor / "mathjax" / "LICENSE").is_file()
+    assert (vendor / "html-manager" / "embed.js").is_file()
+    assert (vendor / "html-manager" / "embed.js.LICENSE.txt").is_file()

@@ -1,0 +1,122 @@
+"""The built book in headless Chromium, with every request off this machine blocked (the network "unplugged").
+
+The session builds the book with Jupyter Book, serves it on 127.0.0.1 and opens every page of the table of contents.
+Screenshots are saved in ``_build/screenshots/`` as test artefacts.
+"""
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from test_book import ROOT, colab_url, toc_files
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def site():
+    """Build the book (as the README's book command does) and serve it on a free loopback port."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb), "build", str(ROOT)], check=True, capture_output=True, timeout=900)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("Debian's chromium is needed for the browser tests: `apt-get install chromium` (.ci/setup does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def open_offline(browser, url: str):
+    """A page whose requests to anything but 127.0.0.1 are aborted, with its console errors collected."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors, external = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if urlparse(r.request.url).hostname in ("127.0.0.1", None) or r.request.url.startswith("data:"):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(url, wait_until="load")
+    return page, errors, external
+
+
+PAGES = toc_files()
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_renders_offline(site, browser, entry):
+    page, errors, external = open_offline(browser, f"{site}/{entry}.html")
+    # Bring every lazy image into view, then wait for MathJax to finish typesetting.
+    page.evaluate("""async () => {
+        for (const img of document.images) { img.loading = 'eager'; img.scrollIntoView(); }
+        await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+        if (window.MathJax && MathJax.startup) await MathJax.startup.promise;
+    }""")
+    page.wait_for_timeout(300)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{Path(entry).name}.png"), full_page=True)
+
+    assert not errors, f"console errors: {errors}"
+    broken = page.evaluate("[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
+    assert not broken, f"images that did not load: {broken}"
+    article = page.locator("article").inner_text()
+    assert "$$" not in article, "raw TeX left on the page"
+    if page.locator("script[src*='mathjax']").count() and "\\(" in page.content():
+        assert page.locator("mjx-container").count() > 0, "equations not rendered by MathJax"
+    assert not [u for u in external if "mathjax" in u or "html-manager" in u], "assets must be served locally"
+    source = ROOT / f"{entry}.ipynb"
+    if source.exists():
+        hrefs = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+        assert colab_url(f"{entry}.ipynb") in hrefs
+        if "widget-view" in source.read_text():
+            page.wait_for_selector(".widget-slider", timeout=15_000)
+            assert page.locator(".widget-image").count() > 0 or page.locator(".jupyter-widgets img").count() > 0
+    page.close()
+
+
+def test_equations_render_on_the_vae_page(site, browser):
+    page, errors, _ = open_offline(browser, f"{site}/book/02_vae.html")
+    page.evaluate("async () => { await MathJax.startup.promise; }")
+    assert page.locator("mjx-container").count() >= 3 and not errors
+    page.close()
+
+
+def test_latent_explorer_slider_changes_the_image(site, browser):
+    page, errors, _ = open_offline(browser, f"{site}/book/03_aae.html")
+    page.wait_for_selector(".widget-slider")
+    visible = "() => [...document.querySelectorAll('.widget-image')].filter(i => i.offsetParent !== null).map(i => i.src)"
+    before = page.evaluate(visible)
+    slider = page.locator(".widget-slider .noUi-handle, .widget-slider .slider-container").first
+    slider.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(300)
+    after = page.evaluate(visible)
+    assert len(before) == 1 and len(after) == 1 and before != after and not errors
+    page.close()

@@ -1,0 +1,107 @@
+"""Each phase of each model updates the parameters it should, and only those."""
+import copy
+
+import pytest
+import torch
+
+from aae_tutorial import priors, vae
+from aae_tutorial.aae import AAE
+from aae_tutorial.categorical import CategoricalAAE
+
+HIDDEN = (32, 32)
+
+
+def changed(before: torch.nn.Module, after: torch.nn.Module) -> set[str]:
+    """Top-level submodules whose parameters differ."""
+    a, b = dict(before.named_parameters()), dict(after.named_parameters())
+    return {name.split(".")[0] for name in a if not torch.equal(a[name], b[name])}
+
+
+def only(model, keep: str):
+    """Silence every optimiser but ``keep`` (learning rate 0 moves nothing)."""
+    for name, value in vars(model).items():
+        if name.startswith("opt") and name != keep:
+            for group in value.param_groups:
+                group["lr"] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("keep, expected", [("opt_ae", {"encoder", "decoder"}), ("opt_d", {"discriminator"}),
+                                            ("opt_g", {"encoder"})])
+def test_aae_phases_touch_only_their_parameters(keep, expected):
+    torch.manual_seed(0)
+    model = only(AAE(priors.Gaussian(2, 5.0), HIDDEN), keep)
+    before = copy.deepcopy(model)
+    losses = model.train_step(torch.rand(16, 784))
+    assert set(losses) == {"reconstruction", "discriminator", "generator"}
+    assert changed(before, model) == expected
+
+
+def test_label_conditioned_aae_uses_label_channels():
+    torch.manual_seed(0)
+    model = AAE(priors.GaussianMixture(10), HIDDEN, num_labels=10)
+    assert model.discriminator[0].in_features == 2 + 11  # code + 10 digits + "no label"
+    labels = torch.tensor([0, 3, 10, 10])
+    model.train_step(torch.rand(4, 784), labels=labels)
+    with pytest.raises(ValueError, match="needs labels"):
+        model.train_step(torch.rand(4, 784))
+    with pytest.raises(ValueError, match="components"):
+        AAE(priors.Gaussian(2), HIDDEN, num_labels=10)
+
+
+def test_supervised_aae_decoder_needs_classes():
+    model = AAE(priors.Gaussian(15, 1.0), HIDDEN, decoder_classes=10)
+    x, y = torch.rand(4, 784), torch.tensor([1, 2, 3, 4])
+    model.train_step(x, classes=y)
+    assert model.decode(torch.zeros(4, 15), y).shape == (4, 784)
+    with pytest.raises(ValueError, match="needs the class"):
+        model.train_step(x)
+
+
+@pytest.mark.parametrize("keep, expected", [
+    ("opt_ae", {"trunk", "y_head", "z_head", "decoder"}),
+    ("opt_d", {"d_y", "d_z"}),
+    ("opt_g", {"trunk", "y_head", "z_head"}),
+    ("opt_c", {"trunk", "y_head"}),
+])
+def test_semi_supervised_phases_touch_only_their_parameters(keep, expected):
+    torch.manual_seed(0)
+    model = only(CategoricalAAE(10, 4, HIDDEN), keep)
+    before = copy.deepcopy(model)
+    x = torch.rand(16, 784)
+    losses = model.train_step(x, x[:8], torch.arange(8))
+    assert "classification" in losses
+    assert changed(before, model) == expected
+
+
+def test_clustering_without_labels_has_no_classification_phase():
+    torch.manual_seed(0)
+    model = only(CategoricalAAE(16, 4, HIDDEN), "opt_c")
+    before = copy.deepcopy(model)
+    assert "classification" not in model.train_step(torch.rand(16, 784))
+    assert changed(before, model) == set()
+
+
+def test_cluster_heads_module():
+    torch.manual_seed(0)
+    model = CategoricalAAE(5, 2, HIDDEN, head_dim=2, head_gap=3.0)
+    assert model.decoder[0].in_features == 2  # the decoder sees W_C y + z, not [y, z]
+    with torch.no_grad():
+        model.heads.weight.copy_(torch.tensor([[0.0, 1, 10, 20, 30], [0, 0, 0, 0, 0]]))
+    assert model.head_penalty().item() == pytest.approx(2.0)  # only heads 0 and 1 are closer than 3
+    y = torch.tensor([2])
+    assert torch.allclose(model.representation(torch.nn.functional.one_hot(y, 5).float(), torch.ones(1, 2)),
+                          torch.tensor([[11.0, 1.0]]))
+    assert model.embed(torch.rand(7, 784)).shape == (7, 2)
+    with pytest.raises(ValueError, match="same space"):
+        CategoricalAAE(5, 3, HIDDEN, head_dim=2)
+
+
+def test_vae_step_and_mixture_kl():
+    torch.manual_seed(0)
+    for prior in (priors.Gaussian(2, 1.0), priors.GaussianMixture(10)):
+        model = vae.VAE(prior, HIDDEN)
+        losses = model.train_step(torch.rand(8, 784))
+        assert torch.isfinite(losses["kl"]) and model.encode(torch.rand(3, 784)).shape == (3, 2)
+    with pytest.raises(ValueError, match="density"):
+        vae.VAE(priors.SwissRoll(), HIDDEN)
