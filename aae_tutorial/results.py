@@ -61,8 +61,7 @@ def load_all(prefix: str = "") -> list[dict]:
 def _fmt(value: float | None, std: float | None) -> str:
     if value is None:
         return "–"
-    digits = 4 if abs(value) < 1 else 2  # small quantities (MMD) need more decimals than errors in %
-    return f"{value:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{value:.{digits}f}"
+    return f"{value:.4g} ± {std:.2g}" if std is not None else f"{value:.4g}"  # significant digits: % and MMD alike
 
 
 def table(records: Sequence[dict], title: str = "") -> str:

@@ -129,6 +129,16 @@ def checkpoint_path(name: str, config: dict) -> Path:
     return cache_dir() / "checkpoints" / f"{name}-{key}.pt"
 
 
+def _fingerprint(modules: dict[str, nn.Module]) -> dict[str, str]:
+    """Architecture and optimiser settings of each module, so that changing either never reuses a checkpoint."""
+    out = {}
+    for key, m in modules.items():
+        optimisers = {k: {h: v.defaults[h] for h in ("lr", "betas") if h in v.defaults}
+                      for k, v in sorted(vars(m).items()) if isinstance(v, torch.optim.Optimizer)}
+        out[key] = f"{m!r} {optimisers}"
+    return out
+
+
 def save_checkpoint(path: Path, modules: dict[str, nn.Module], meta: dict) -> None:
     """Write state dicts and metadata atomically: to a temporary file first, then renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +161,7 @@ def train_or_load(name: str, config: dict, modules: dict[str, nn.Module], train:
 
     Either way the returned :class:`Run` carries the provenance of the run that produced the weights.
     """
-    path = checkpoint_path(name, {**config, "mode": mode.name})
+    path = checkpoint_path(name, {**config, "mode": mode.name, "modules": _fingerprint(modules)})
     if path.exists():
         meta = load_checkpoint(path, modules)
         history = History(meta["history"]["epochs"], meta["history"]["losses"], meta["history"]["metrics"])

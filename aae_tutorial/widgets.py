@@ -1,12 +1,21 @@
-"""An interactive latent-space explorer that works both live (Jupyter, Colab) and in the static HTML book.
+"""An interactive latent-space explorer for 2-D codes that works live (Jupyter, Colab) and in the static HTML book.
 
-The decoder is run once on an n x n grid of 2-D codes. Two sliders pick a grid point, and ``jslink`` ties them to
-nested ``Stack`` widgets in the browser, so no Python kernel is needed to move them: the executed notebook's embedded
-widget state is enough for the book, where the vendored html-manager renders it offline.
+:func:`latent_explorer` returns one object with two renderings of the same explorer:
+
+* live, an ``ipywidgets`` pair of sliders whose changes run the decoder in the kernel;
+* static, self-contained HTML: the decoder was run once on an n x n grid of codes, and two range inputs pick an image
+  in the browser with a few lines of JavaScript. No kernel, widget manager or network is needed.
+
+Jupyter front ends with a widget manager show the live one; the book (``nb_mime_priority_overrides`` in
+``_config.yml``) shows the static one.
 """
 from __future__ import annotations
 
+import base64
+import html
 import io
+import json
+import uuid
 from collections.abc import Callable
 
 import ipywidgets as W
@@ -26,24 +35,75 @@ def _png(image: Tensor, scale: int = 4) -> bytes:
     return buf.getvalue()
 
 
+def _static_html(images: Tensor, values: list[float], title: str) -> str:
+    """Two range inputs over a precomputed grid of decoded images (row-major, top row = largest z2)."""
+    n = len(values)
+    uris = [f"data:image/png;base64,{base64.b64encode(_png(im)).decode()}" for im in images]
+    uid = f"latent-explorer-{uuid.uuid4().hex[:8]}"
+    mid = n // 2
+    return f"""<div class="latent-explorer" id="{uid}" style="display:flex;gap:1.5em;align-items:center">
+<div style="font-family:monospace">
+<div><b>{html.escape(title)}</b></div>
+<label>z1 <input type="range" class="z1" min="0" max="{n - 1}" value="{mid}"> <span class="v1"></span></label><br>
+<label>z2 <input type="range" class="z2" min="0" max="{n - 1}" value="{mid}"> <span class="v2"></span></label>
+</div>
+<img alt="decoded digit" width="112" height="112" style="image-rendering:pixelated;border:1px solid #ccc">
+</div>
+<script>
+(function () {{
+  const root = document.getElementById("{uid}");
+  const images = {json.dumps(uris)};
+  const values = {json.dumps([f"{v:+.2f}" for v in values])};
+  const n = {n};
+  const z1 = root.querySelector(".z1"), z2 = root.querySelector(".z2"), img = root.querySelector("img");
+  function show() {{
+    const i = +z1.value, j = +z2.value;  // image row n-1-j holds z2 = values[j]
+    img.src = images[(n - 1 - j) * n + i];
+    root.querySelector(".v1").textContent = values[i];
+    root.querySelector(".v2").textContent = values[j];
+  }}
+  z1.addEventListener("input", show);
+  z2.addEventListener("input", show);
+  show();
+}})();
+</script>"""
+
+
+def _live_widget(decode: Callable[[Tensor], Tensor], lim: float, device: torch.device | str, title: str) -> W.VBox:
+    """Float sliders whose every change decodes the chosen code in the kernel."""
+    z1 = W.FloatSlider(value=0.0, min=-lim, max=lim, step=lim / 50, description="z1")
+    z2 = W.FloatSlider(value=0.0, min=-lim, max=lim, step=lim / 50, description="z2")
+    image = W.Image(format="png", width=112, height=112)
+
+    def redraw(_=None) -> None:
+        with torch.no_grad():
+            image.value = _png(decode(torch.tensor([[z1.value, z2.value]], device=device))[0])
+
+    z1.observe(redraw, "value")
+    z2.observe(redraw, "value")
+    redraw()
+    return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>"), W.HBox([W.VBox([z1, z2]), image])])
+
+
+class LatentExplorer:
+    """Displays as a live widget where a widget manager runs, and as static HTML everywhere else."""
+
+    def __init__(self, widget: W.Widget, static_html: str) -> None:
+        self.widget, self.static_html = widget, static_html
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        return {**bundle, "text/html": self.static_html}
+
+
 def latent_explorer(decode: Callable[[Tensor], Tensor], lim: float = 3.0, n: int = 11,
-                    device: torch.device | str = "cpu", title: str = "") -> W.VBox:
-    """Sliders over a 2-D code (z1, z2) in [-lim, lim]^2 and the digit the decoder draws there."""
+                    device: torch.device | str = "cpu", title: str = "") -> LatentExplorer:
+    """Sliders over a 2-D code (z1, z2) in [-lim, lim]^2 and the digit ``decode`` draws there."""
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
-    codes = code_grid(lim, n)  # (n*n, 2), top row (largest z2) first
+    if lim <= 0:
+        raise ValueError(f"lim must be positive, got {lim}")
     with torch.no_grad():
-        images = decode(codes.to(device)).cpu()
-    values = [f"{v:+.2f}" for v in np.linspace(-lim, lim, n)]
-    z1 = W.SelectionSlider(options=values, value=values[n // 2], description="z1")
-    z2 = W.SelectionSlider(options=values, value=values[n // 2], description="z2")
-    rows = []
-    for r in range(n):  # grid row r holds z2 = values[n - 1 - r]
-        cells = [W.Image(value=_png(images[r * n + c]), format="png", width=112, height=112) for c in range(n)]
-        row = W.Stack(cells, selected_index=n // 2)
-        W.jslink((z1, "index"), (row, "selected_index"))
-        rows.append(row)
-    column = W.Stack(rows[::-1], selected_index=n // 2)  # reversed so that index i means z2 = values[i]
-    W.jslink((z2, "index"), (column, "selected_index"))
-    header = [W.HTML(f"<b>{title}</b>")] if title else []
-    return W.VBox([*header, W.HBox([W.VBox([z1, z2]), column])])
+        images = decode(code_grid(lim, n).to(device)).cpu()  # (n*n, 784), top row first
+    values = np.linspace(-lim, lim, n).tolist()
+    return LatentExplorer(_live_widget(decode, lim, device, title), _static_html(images, values, title))

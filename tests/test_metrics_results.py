@@ -65,7 +65,7 @@ def test_results_record_provenance_and_never_downgrade(tmp_path, monkeypatch):
     assert saved["value"] == 3.0 and saved["std"] == pytest.approx(1.4142, abs=1e-4) and saved["mode"] == "full"
     results.record("x", "error (%)", [9.0], seeds=[0], mode="quick", **prov)
     assert results.load(tmp_path / "x.json")["value"] == 3.0  # a quick run keeps the paper-scale record
-    assert "3.00 ± 1.41" in results.table([rec]) and "1.90" in results.table([rec])
+    assert "3 ± 1.4" in results.table([rec]) and "| 1.9 |" in results.table([rec])
     with pytest.raises(ValueError, match="one value per seed"):
         results.record("y", "m", [1.0], seeds=[0, 1], mode="quick", **prov)
 
@@ -75,3 +75,20 @@ def test_benchmark_runs_at_tiny_size():
     assert report["rows"][0]["speedup"] == 1.0
     assert {r["variant"] for r in report["rows"]} >= {"package fp32", "package bf16 autocast"}
     assert all(r["samples_per_s"] > 0 for r in report["rows"])
+
+
+def test_latent_explorer_static_and_live():
+    from aae_tutorial import widgets
+
+    decode = lambda z: torch.sigmoid(z.sum(1, keepdim=True)).expand(-1, 784)  # brightness follows z1 + z2
+    explorer = widgets.latent_explorer(decode, lim=2.0, n=5, title="t")
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/html"].count("data:image/png;base64,") == 25 and 'max="4"' in bundle["text/html"]
+    z1 = explorer.widget.children[1].children[0].children[0]
+    image = explorer.widget.children[1].children[1]
+    before = image.value
+    z1.value = 1.5  # the live widget decodes on every change
+    assert image.value != before
+    with pytest.raises(ValueError, match="n must be"):
+        widgets.latent_explorer(decode, n=1)

@@ -1,0 +1,26 @@
+"""Sphinx extension for the book's pages: clean scripts and widgets that typeset with the book's MathJax.
+
+* sphinx-thebe registers its configuration script twice under Jupyter Book 1, so the page redeclares a ``const``
+  and the browser logs an error. Duplicate script entries are dropped here.
+* The widget html-manager typesets labels through the MathJax 2 API (``MathJax.Hub.Queue``), while the book loads
+  MathJax 3. ``mathjax-hub-shim.js`` (in ``book/_vendor``) provides that call on top of MathJax 3.
+"""
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        key = (getattr(js, "filename", str(js)) or "", getattr(js, "attributes", {}).get("body"))  # None == ""
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    scripts[:] = unique
+
+
+def setup(app):
+    app.add_js_file("mathjax-hub-shim.js", priority=1000)  # after MathJax's own configuration script
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
