@@ -43,6 +43,8 @@ class CategoricalAAE(nn.Module):
         self.y_head = nn.Linear(hidden[-1], n_classes)  # h -> y logits (B, n_classes); softmax applied once, later
         self.z_head = nn.Linear(hidden[-1], z_dim)  # h -> z (B, z_dim)
         self.heads = nn.Linear(n_classes, head_dim, bias=False) if head_dim else None  # W_C
+        if self.heads is not None:  # start the heads spread out: the hinge penalty only moves them slowly
+            nn.init.normal_(self.heads.weight, std=head_gap)
         self.decoder = nets.decoder(z_dim if head_dim else n_classes + z_dim, hidden)
         self.d_y = nets.discriminator(n_classes, hidden)
         self.d_z = nets.discriminator(z_dim, hidden)
