@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import nbformat
 import pytest
 
 from test_book import ROOT, colab_url, toc_files
@@ -20,6 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 HTML = ROOT / "_build" / "html"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 SHOTS = ROOT / "_build" / "screenshots"
 
 
@@ -101,11 +103,11 @@ def test_page_renders_offline(site, browser, entry):
     if source.exists():
         hrefs = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
         assert colab_url(f"{entry}.ipynb") in hrefs
-        text = source.read_text()
-        if "latent-explorer" in text:
+        data = [o.get("data", {}) for c in nbformat.read(source, as_version=4).cells for o in c.get("outputs", [])]
+        if any("latent-explorer" in d.get("text/html", "") for d in data):
             assert page.locator(".latent-explorer img").count() >= 1
             assert page.evaluate("[...document.querySelectorAll('.latent-explorer img')].every(i => i.naturalWidth > 0)")
-        if "widget-view" in text:  # progress bars, rendered from the embedded widget state
+        if any(WIDGET in d and "text/html" not in d for d in data):  # progress bars, from the embedded state
             page.wait_for_selector(".jupyter-widgets", timeout=15_000)
     page.close()
 
