@@ -48,7 +48,7 @@ def gan_loss(logits: Tensor, real: bool) -> Tensor:
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """bf16 on CUDA GPUs that support it, else None (full fp32). The benchmark measures the CPU case separately."""
+    """bf16 on CUDA GPUs that support it, else None (full fp32)."""
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16

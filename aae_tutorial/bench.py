@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data, metrics, nets, priors
-from .aae import AAE
+from .aae import AAE, autocast_dtype
 from .mode import describe_device
 from .train import minibatches, seed_everything
 
@@ -98,20 +98,22 @@ def time_reference(device: torch.device, steps: int, hidden: int, root: Path) ->
     return steps * 100 / (time.perf_counter() - start)
 
 
-def make_package_model(device: torch.device, hidden: int, precision: torch.dtype | None, compile: bool) -> AAE:
+def make_package_model(device: torch.device, hidden: int, precision: torch.dtype | None,
+                       compile_mode: str | None = None) -> AAE:
+    """The package's AAE; ``compile_mode`` ("default", or "reduce-overhead" for CUDA graphs) compiles its networks."""
     model = AAE(priors.Gaussian(8, 5.0, device=device), (hidden, hidden), precision=precision).to(device)
-    if compile:
+    if compile_mode:
         for name in ("encoder", "decoder", "discriminator"):
-            setattr(model, name, torch.compile(getattr(model, name), dynamic=False))
+            setattr(model, name, torch.compile(getattr(model, name), mode=compile_mode, dynamic=False))
     return model
 
 
 def time_package(device: torch.device, steps: int, hidden: int, x: torch.Tensor, precision: torch.dtype | None,
-                 compile: bool = False) -> float:
+                 compile_mode: str | None = None) -> float:
     """Samples per second of ``AAE.train_step`` on device-resident data, losses kept on the device."""
-    model = make_package_model(device, hidden, precision, compile)
+    model = make_package_model(device, hidden, precision, compile_mode)
     batches = minibatches(len(x), 100, device)
-    for _ in range(10 if compile else 5):
+    for _ in range(10 if compile_mode else 5):
         model.train_step(x[next(batches)])
     _sync(device)
     start = time.perf_counter()
@@ -142,7 +144,7 @@ def check_equal(device: torch.device, hidden: int, epochs: int, mnist: data.MNIS
                         "mmd_to_prior": metrics.mmd(ref.encode(x_test[:2000]), prior.sample(2000))}
     for name, precision in precisions.items():
         seed_everything(0)
-        model = make_package_model(device, hidden, precision, compile=False)
+        model = make_package_model(device, hidden, precision)
         for _ in range(epochs):
             for idx in minibatches(len(mnist.x_train), 100, device):
                 model.train_step(mnist.x_train[idx])
@@ -160,13 +162,16 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
     dev = torch.device(device)
     root = data.ensure_mnist()
     mnist = data.load_mnist(dev, root)
-    bf16_ok = dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_bf16_supported())
-    variants: dict[str, tuple[torch.dtype | None, bool]] = {"package fp32": (None, False)}
+    bf16_ok = dev.type == "cpu" or autocast_dtype(dev) is not None  # CPUs: bf16 matmul units (AMX) are measured
+    fast = torch.bfloat16 if bf16_ok else None
+    prefix = "package bf16 autocast" if bf16_ok else "package fp32"
+    variants: dict[str, tuple[torch.dtype | None, str | None]] = {"package fp32": (None, None)}
     if bf16_ok:
-        variants["package bf16 autocast"] = (torch.bfloat16, False)
+        variants["package bf16 autocast"] = (torch.bfloat16, None)
     if compile:
-        variants["package bf16 autocast + torch.compile" if bf16_ok else "package fp32 + torch.compile"] = (
-            torch.bfloat16 if bf16_ok else None, True)
+        variants[f"{prefix} + torch.compile"] = (fast, "default")
+        if dev.type == "cuda":
+            variants[f"{prefix} + torch.compile + CUDA graphs"] = (fast, "reduce-overhead")
     report: dict = {
         "experiment": "bench_" + dev.type, "device": describe_device(dev), "torch": torch.__version__,
         "python": platform.python_version(), "cpu_threads": torch.get_num_threads(), "batch_size": 100,
@@ -177,10 +182,10 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
     log(f"reference loop: {ref_sps:,.0f} samples/s")
     rows = [{"variant": "reference (DataLoader + per-batch .to)", "samples_per_s": round(ref_sps, 1),
              "s_per_epoch": round(60_000 / ref_sps, 2), "speedup": 1.0}]
-    for name, (precision, use_compile) in variants.items():
+    for name, (precision, compile_mode) in variants.items():
         try:
-            sps = time_package(dev, steps, hidden, mnist.x_train, precision, use_compile)
-        except Exception as e:  # noqa: BLE001 - e.g. torch.compile without a working compiler: report and go on
+            sps = time_package(dev, steps, hidden, mnist.x_train, precision, compile_mode)
+        except Exception as e:  # noqa: BLE001 - e.g. no working compiler, or CUDA graphs refused: report, go on
             log(f"{name}: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
             rows.append({"variant": name, "unavailable": f"{type(e).__name__}"})
             continue
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=50, help="timed minibatches per variant")
     p.add_argument("--hidden", type=int, default=1000, help="hidden units (1000 is the paper's)")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile (and CUDA graph) variants")
     p.add_argument("--check-epochs", type=int, default=1, help="epochs for the equality check (0 skips it)")
     p.add_argument("--out", type=Path, help="write the report as JSON here")
     args = p.parse_args(argv)
