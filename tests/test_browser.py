@@ -107,6 +107,8 @@ def test_page_renders_offline(site, browser, entry):
         if any("latent-explorer" in d.get("text/html", "") for d in data):
             assert page.locator(".latent-explorer img").count() >= 1
             assert page.evaluate("[...document.querySelectorAll('.latent-explorer img')].every(i => i.naturalWidth > 0)")
+        if any("|---|" in d.get("text/markdown", "") for d in data):  # results tables rendered as tables
+            assert page.locator("article table").count() > 0
         if any(WIDGET in d and "text/html" not in d for d in data):  # progress bars, from the embedded state
             page.wait_for_selector(".jupyter-widgets", timeout=15_000)
     page.close()
