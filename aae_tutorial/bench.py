@@ -1,9 +1,11 @@
 """Benchmark: the package's AAE training step against a reference loop written the way common tutorials write it.
 
 Run ``python -m aae_tutorial.bench --out book/results/bench_cpu.json`` (or ``--device cuda``). Both loops train the
-paper's 784-1000-1000-8 AAE with batch 100 and three Adam optimisers, in one process on one device. The report gives
-samples/s, s/epoch and the speed-up of each variant of the package step over the reference, and (unless
-``--no-check``) the test metrics after ``--check-epochs`` epochs of each, to show that the speed costs no accuracy.
+paper's 784-1000-1000-8 AAE (chapter 3) with batch 100 and three Adam optimisers, in one process on one device; the
+package's step is also timed for chapter 6's categorical AAE. The report gives samples/s, s/epoch and the speed-up of
+each variant of the package step over the reference, and (unless ``--check-epochs 0``) the test metrics after
+``--check-epochs`` epochs of each, to show that the speed costs no accuracy. Precision, compilation and CUDA graphs
+are applied from outside the model, through :mod:`aae_tutorial.engine`, exactly as training applies them.
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import data, metrics, nets, priors
-from .aae import AAE, autocast_dtype
+from . import data, engine, metrics, priors
+from .aae import AAE
+from .categorical import CategoricalAAE
 from .mode import describe_device
+from .steps import reconstruction_loss
 from .train import minibatches, seed_everything
 
 TINY = 1e-8
@@ -98,30 +102,51 @@ def time_reference(device: torch.device, steps: int, hidden: int, root: Path) ->
     return steps * 100 / (time.perf_counter() - start)
 
 
-def make_package_model(device: torch.device, hidden: int, precision: torch.dtype | None,
-                       compile_mode: str | None = None) -> AAE:
-    """The package's AAE; ``compile_mode`` ("default", or "reduce-overhead" for CUDA graphs) compiles its networks."""
-    model = AAE(priors.Gaussian(8, 5.0, device=device), (hidden, hidden), precision=precision).to(device)
+MODELS = {"aae": "chapter 3's AAE, 784-{h}-{h}-8", "categorical": "chapter 6's categorical AAE, 784-{h}-{h}-(10+10)"}
+
+
+def make_package_model(kind: str, device: torch.device, hidden: int, compile_mode: str | None = None) -> torch.nn.Module:
+    """The package's model of chapter 3 (``aae``) or 6 (``categorical``); ``compile_mode`` compiles its networks."""
+    if kind == "aae":
+        model, names = AAE(priors.Gaussian(8, 5.0, device=device), (hidden, hidden)), ("encoder", "decoder", "discriminator")
+    else:
+        model, names = CategoricalAAE(10, 10, (hidden, hidden)), ("trunk", "decoder", "d_y", "d_z")
+    model.to(device)
     if compile_mode:
-        for name in ("encoder", "decoder", "discriminator"):
+        for name in names:
             setattr(model, name, torch.compile(getattr(model, name), mode=compile_mode, dynamic=False))
     return model
 
 
-def time_package(device: torch.device, steps: int, hidden: int, x: torch.Tensor, precision: torch.dtype | None,
-                 compile_mode: str | None = None) -> float:
-    """Samples per second of ``AAE.train_step`` on device-resident data, losses kept on the device."""
-    model = make_package_model(device, hidden, precision, compile_mode)
+def package_step(kind: str, model: torch.nn.Module, x: torch.Tensor, labelled: torch.Tensor) -> engine.Step:
+    """The training step a chapter runs: the AAE's two phases, or all three phases with a labelled minibatch."""
+    if kind == "aae":
+        return lambda idx: model.train_step(x[idx])
+    y = torch.arange(len(labelled), device=x.device) % 10
+
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        j = torch.randint(len(labelled), (len(idx),), device=x.device)
+        return model.train_step(x[idx], labelled[j], y[j])
+
+    return step
+
+
+def time_package(kind: str, device: torch.device, steps: int, hidden: int, x: torch.Tensor,
+                 precision: torch.dtype | None, compile_mode: str | None = None, graphs: bool = False) -> float:
+    """Samples per second of a package model's step, run by the engine's :class:`~aae_tutorial.engine.StepRunner`
+    on device-resident data with the losses kept on the device."""
+    model = make_package_model(kind, device, hidden, compile_mode)
+    step = engine.autocast(package_step(kind, model, x, x[:100]), device, precision)
+    runner = engine.StepRunner(step, model, device, kind, graphs=graphs)
     batches = minibatches(len(x), 100, device)
-    for _ in range(10 if compile_mode else 5):
-        model.train_step(x[next(batches)])
+    for _ in range(engine.WARMUP_STEPS + 2 + (5 if compile_mode else 0)):  # warm-up, capture, compilation
+        runner(next(batches))
+    runner.epoch_means(1)
     _sync(device)
     start = time.perf_counter()
-    total = torch.zeros((), device=device)
     for _ in range(steps):
-        losses = model.train_step(x[next(batches)])
-        total += losses["reconstruction"].detach()
-    _sync(device)
+        runner(next(batches))
+    runner.epoch_means(steps)  # the one read of the losses, as in training
     return steps * 100 / (time.perf_counter() - start)
 
 
@@ -144,12 +169,14 @@ def check_equal(device: torch.device, hidden: int, epochs: int, mnist: data.MNIS
                         "mmd_to_prior": metrics.mmd(ref.encode(x_test[:2000]), prior.sample(2000))}
     for name, precision in precisions.items():
         seed_everything(0)
-        model = make_package_model(device, hidden, precision)
+        model = make_package_model("aae", device, hidden)
+        step = engine.autocast(package_step("aae", model, mnist.x_train, mnist.x_train[:100]), device, precision)
+        runner = engine.StepRunner(step, model, device, name, graphs=False)
         for _ in range(epochs):
             for idx in minibatches(len(mnist.x_train), 100, device):
-                model.train_step(mnist.x_train[idx])
+                runner(idx)
         with torch.no_grad():
-            bce = nets.reconstruction_loss(model.decoder(model.encoder(x_test)).float(), x_test).item()
+            bce = reconstruction_loss(model.decoder(model.encoder(x_test)).float(), x_test).item()
         torch.manual_seed(123)
         out[name] = {"test_recon_bce": bce, "mmd_to_prior": metrics.mmd(model.encode(x_test[:2000]), prior.sample(2000))}
     for v in out.values():
@@ -157,21 +184,26 @@ def check_equal(device: torch.device, hidden: int, epochs: int, mnist: data.MNIS
     return {k: {m: round(v, 5) for m, v in d.items()} for k, d in out.items()}
 
 
+def variants(device: torch.device, compile: bool) -> dict[str, tuple[torch.dtype | None, str | None, bool] | str]:
+    """The package variants: name -> (autocast dtype, torch.compile mode, whole-step graph), or the reason this
+    device cannot run it (reported as unavailable, never dropped)."""
+    bf16 = torch.bfloat16 if engine.bf16_supported(device) else None
+    no_bf16 = f"no bf16 matrix units on this {device.type}"
+    no_cuda = "CUDA graphs need a CUDA GPU"
+    out = {"fp32": (None, None, False), "bf16 autocast": (bf16, None, False) if bf16 else no_bf16}
+    if compile:
+        out[f"{'bf16 autocast' if bf16 else 'fp32'} + torch.compile"] = (bf16, "default", False)
+    out["fp32 + whole-step CUDA graph"] = (None, None, True) if device.type == "cuda" else no_cuda
+    if device.type == "cuda" and bf16:
+        out["bf16 autocast + whole-step CUDA graph"] = (bf16, None, True)
+    return out
+
+
 def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool = True, check_epochs: int = 1,
         log: Callable[[str], None] = print) -> dict:
     dev = torch.device(device)
     root = data.ensure_mnist()
     mnist = data.load_mnist(dev, root)
-    bf16_ok = dev.type == "cpu" or autocast_dtype(dev) is not None  # CPUs: bf16 matmul units (AMX) are measured
-    fast = torch.bfloat16 if bf16_ok else None
-    prefix = "package bf16 autocast" if bf16_ok else "package fp32"
-    variants: dict[str, tuple[torch.dtype | None, str | None]] = {"package fp32": (None, None)}
-    if bf16_ok:
-        variants["package bf16 autocast"] = (torch.bfloat16, None)
-    if compile:
-        variants[f"{prefix} + torch.compile"] = (fast, "default")
-        if dev.type == "cuda":
-            variants[f"{prefix} + torch.compile + CUDA graphs"] = (fast, "reduce-overhead")
     report: dict = {
         "experiment": "bench_" + dev.type, "device": describe_device(dev), "torch": torch.__version__,
         "python": platform.python_version(), "cpu_threads": torch.get_num_threads(), "batch_size": 100,
@@ -180,21 +212,30 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
     }
     ref_sps = time_reference(dev, steps, hidden, root)
     log(f"reference loop: {ref_sps:,.0f} samples/s")
-    rows = [{"variant": "reference (DataLoader + per-batch .to)", "samples_per_s": round(ref_sps, 1),
+    rows = [{"model": "aae", "variant": "reference (DataLoader + per-batch .to)", "samples_per_s": round(ref_sps, 1),
              "s_per_epoch": round(60_000 / ref_sps, 2), "speedup": 1.0}]
-    for name, (precision, compile_mode) in variants.items():
-        try:
-            sps = time_package(dev, steps, hidden, mnist.x_train, precision, compile_mode)
-        except Exception as e:  # noqa: BLE001 - e.g. no working compiler, or CUDA graphs refused: report, go on
-            log(f"{name}: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-            rows.append({"variant": name, "unavailable": f"{type(e).__name__}"})
-            continue
-        rows.append({"variant": name, "samples_per_s": round(sps, 1), "s_per_epoch": round(60_000 / sps, 2),
-                     "speedup": round(sps / ref_sps, 2)})
-        log(f"{name}: {sps:,.0f} samples/s, {sps / ref_sps:.2f}x")
+    for kind in MODELS:
+        for name, spec in variants(dev, compile).items():
+            label = f"package {name}"
+            if isinstance(spec, str):
+                rows.append({"model": kind, "variant": label, "unavailable": spec})
+                continue
+            precision, compile_mode, graphs = spec
+            try:
+                sps = time_package(kind, dev, steps, hidden, mnist.x_train, precision, compile_mode, graphs)
+            except Exception as e:  # noqa: BLE001 - e.g. no working compiler: report, go on
+                log(f"{kind}, {label}: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+                rows.append({"model": kind, "variant": label, "unavailable": type(e).__name__})
+                continue
+            row = {"model": kind, "variant": label, "samples_per_s": round(sps, 1), "s_per_epoch": round(60_000 / sps, 2)}
+            if kind == "aae":
+                row["speedup"] = round(sps / ref_sps, 2)
+            rows.append(row)
+            log(f"{kind}, {label}: {sps:,.0f} samples/s" + (f", {sps / ref_sps:.2f}x" if "speedup" in row else ""))
+    report["models"] = {k: v.format(h=hidden) for k, v in MODELS.items()}
     report["rows"] = rows
     if check_epochs:
-        precisions = {"package fp32": None, **({"package bf16 autocast": torch.bfloat16} if bf16_ok else {})}
+        precisions = {"package fp32": None, **({"package bf16 autocast": torch.bfloat16} if engine.bf16_supported(dev) else {})}
         report["equality_check"] = {"epochs": check_epochs,
                                     **check_equal(dev, hidden, check_epochs, mnist, root, precisions)}
         log(json.dumps(report["equality_check"], indent=1))
@@ -206,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=50, help="timed minibatches per variant")
     p.add_argument("--hidden", type=int, default=1000, help="hidden units (1000 is the paper's)")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile (and CUDA graph) variants")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--check-epochs", type=int, default=1, help="epochs for the equality check (0 skips it)")
     p.add_argument("--out", type=Path, help="write the report as JSON here")
     args = p.parse_args(argv)

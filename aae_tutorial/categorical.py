@@ -6,20 +6,20 @@ Two discriminators push q(y) towards a uniform categorical distribution and q(z)
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import metrics, nets
-from .aae import frozen, gan_loss, update
-from .mode import RunMode
-from .train import Run, adam, fit_or_load
+from .checkpoints import RecordsInit
+from .conditional import check_classes
+from .steps import frozen, gan_loss, reconstruction_loss, update
+from .train import Run, adam
 
 
-class CategoricalAAE(nn.Module):
+class CategoricalAAE(RecordsInit, nn.Module):
     """Encoder x -> (y logits, z); decoder (y, z) -> x; discriminators on y and on z.
 
     ``head_dim > 0`` switches to the dimensionality-reduction variant: the decoder sees ``W_C y + z``, where the
@@ -29,16 +29,16 @@ class CategoricalAAE(nn.Module):
 
     def __init__(self, n_classes: int = 10, z_dim: int = 10, hidden: Sequence[int] = nets.PAPER_HIDDEN, *,
                  z_std: float = 1.0, head_dim: int = 0, head_gap: float = 6.0, input_noise: float = 0.3,
-                 lr: float = 1e-3, adv_lr: float = 2e-4, clf_lr: float = 1e-3,
-                 precision: torch.dtype | None = None) -> None:
+                 lr: float = 1e-3, adv_lr: float = 2e-4, clf_lr: float = 1e-3) -> None:
         super().__init__()
         if n_classes < 2 or z_dim < 1:
             raise ValueError(f"need n_classes >= 2 and z_dim >= 1, got {n_classes}, {z_dim}")
         if head_dim and head_dim != z_dim:
             raise ValueError(f"with cluster heads the style must live in the same space: z_dim={z_dim} != head_dim={head_dim}")
+        if not (z_std > 0 and input_noise >= 0 and head_gap >= 0):
+            raise ValueError(f"need z_std > 0, input_noise >= 0, head_gap >= 0; got {z_std}, {input_noise}, {head_gap}")
         self.n_classes, self.z_dim, self.head_dim, self.head_gap = n_classes, z_dim, head_dim, head_gap
-        self.input_noise, self.precision = input_noise, precision
-        self.z_std = z_std  # the style prior is N(0, z_std^2 I)
+        self.input_noise, self.z_std = input_noise, z_std  # the style prior is N(0, z_std^2 I)
         self.trunk = nn.Sequential(nets.mlp([784, *hidden]), nn.ReLU())  # x (B, 784) -> h (B, hidden[-1])
         self.y_head = nn.Linear(hidden[-1], n_classes)  # h -> y logits (B, n_classes); softmax applied once, later
         self.z_head = nn.Linear(hidden[-1], z_dim)  # h -> z (B, z_dim)
@@ -54,9 +54,6 @@ class CategoricalAAE(nn.Module):
         self.opt_g = adam(encoder, adv_lr, betas=(0.5, 0.999))
         self.opt_c = adam([*self.trunk.parameters(), *self.y_head.parameters()], clf_lr)
 
-    def _autocast(self, x: Tensor) -> contextlib.AbstractContextManager:
-        return torch.autocast(x.device.type, self.precision, enabled=self.precision is not None)
-
     def encode(self, x: Tensor, noisy: bool = False) -> tuple[Tensor, Tensor]:
         """(y logits (B, n_classes), z (B, z_dim)); ``noisy`` adds the training-time Gaussian input noise."""
         if noisy and self.input_noise:
@@ -71,35 +68,33 @@ class CategoricalAAE(nn.Module):
     def head_penalty(self) -> Tensor:
         """Sum over pairs of cluster heads of max(0, head_gap - distance): pushes heads at least head_gap apart."""
         w = self.heads.weight.T  # (n_classes, head_dim)
-        d = torch.cdist(w, w)
-        pairs = torch.triu(torch.ones_like(d, dtype=torch.bool), diagonal=1)
-        return F.relu(self.head_gap - d[pairs]).sum()
+        d = torch.cdist(w, w)  # (n_classes, n_classes)
+        return torch.triu(F.relu(self.head_gap - d), diagonal=1).sum()  # each pair i < j once
 
     def train_step(self, x: Tensor, x_labelled: Tensor | None = None,
                    y_labelled: Tensor | None = None) -> dict[str, Tensor]:
         """One minibatch of the three phases; the third (classification) runs only when a labelled batch is given."""
+        if (x_labelled is None) != (y_labelled is None):
+            raise ValueError("give both x_labelled and y_labelled for the classification phase, or neither")
         n = len(x)
         # Phase 1, reconstruction of unlabelled data: update encoder + decoder (+ cluster heads).
-        with self._autocast(x):
-            y_logits, z = self.encode(x, noisy=True)
-            logits = self.decoder(self.representation(y_logits.softmax(1), z))
-            loss_rec = nets.reconstruction_loss(logits, x)
-            if self.heads is not None:
-                loss_rec = loss_rec + self.head_penalty()
+        y_logits, z = self.encode(x, noisy=True)
+        loss_rec = reconstruction_loss(self.decoder(self.representation(y_logits.softmax(1), z)), x)
+        if self.heads is not None:
+            loss_rec = loss_rec + self.head_penalty()
         update(self.opt_ae, loss_rec)
 
         # Phase 2a, regularisation: each discriminator tells prior samples from the encoder's outputs.
         y_real = F.one_hot(torch.randint(self.n_classes, (n,), device=x.device), self.n_classes).float()
         z_real = self.z_std * torch.randn(n, self.z_dim, device=x.device)
-        with torch.no_grad(), self._autocast(x):
+        with torch.no_grad():
             y_logits, z_fake = self.encode(x, noisy=True)
-        with self._autocast(x):
-            loss_d = (gan_loss(self.d_y(y_real), True) + gan_loss(self.d_y(y_logits.softmax(1)), False)
-                      + gan_loss(self.d_z(z_real), True) + gan_loss(self.d_z(z_fake), False))
+        loss_d = (gan_loss(self.d_y(y_real), True) + gan_loss(self.d_y(y_logits.softmax(1)), False)
+                  + gan_loss(self.d_z(z_real), True) + gan_loss(self.d_z(z_fake), False))
         update(self.opt_d, loss_d)
 
         # Phase 2b, regularisation: the encoder tries to fool both discriminators.
-        with frozen(self.d_y), frozen(self.d_z), self._autocast(x):
+        with frozen(self.d_y, self.d_z):
             y_logits, z = self.encode(x, noisy=True)
             loss_g = gan_loss(self.d_y(y_logits.softmax(1)), True) + gan_loss(self.d_z(z), True)
         update(self.opt_g, loss_g)
@@ -107,11 +102,16 @@ class CategoricalAAE(nn.Module):
 
         # Phase 3, semi-supervised classification: cross-entropy of q(y|x) on a labelled minibatch.
         if x_labelled is not None:
-            with self._autocast(x):
-                loss_c = F.cross_entropy(self.encode(x_labelled, noisy=True)[0], y_labelled)  # takes logits
+            check_classes(y_labelled, self.n_classes, "y_labelled")
+            loss_c = F.cross_entropy(self.encode(x_labelled, noisy=True)[0], y_labelled)  # takes logits
             update(self.opt_c, loss_c)
             losses["classification"] = loss_c
         return losses
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor, batch_size: int = 10_000) -> Tensor:
+        """q(y|x) of each image, without input noise: (N, 784) -> (N, n_classes)."""
+        return torch.cat([self.encode(x[i : i + batch_size])[0].float().softmax(1) for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 10_000) -> tuple[Tensor, Tensor]:
@@ -135,41 +135,56 @@ class CategoricalAAE(nn.Module):
         return torch.sigmoid(self.decoder(self.representation(F.one_hot(y, self.n_classes).float(), z)).float())
 
 
-def error(model: CategoricalAAE, x: Tensor, y: Tensor, mapping_from: tuple[Tensor, Tensor] | None = None) -> float:
-    """Test error (%) of the categorical code.
-
-    Semi-supervised (``mapping_from=None``): category i *is* digit i. Clustering: each cluster predicts the majority
-    label of the ``mapping_from=(x_train, y_train)`` images assigned to it (paper section 6).
-    """
-    pred = model.predict(x)[0]
-    if mapping_from is None:
-        return metrics.error_rate(pred, y)
-    return metrics.cluster_error(model.predict(mapping_from[0])[0], mapping_from[1], pred, y, model.n_classes)
+def classification_error(model: CategoricalAAE, x: Tensor, y: Tensor) -> float:
+    """Test error (%) of the categorical code read as a classifier: category i *is* digit i (section 5)."""
+    return metrics.error_rate(model.predict(x)[0], y)
 
 
-def fit_categorical(name: str, model: CategoricalAAE, x: Tensor, config: dict, epochs: int, mode: RunMode,
-                    device: torch.device | str, labelled: tuple[Tensor, Tensor] | None = None,
-                    evaluate: dict[str, tuple[Tensor, Tensor]] | None = None,
-                    mapping_from: tuple[Tensor, Tensor] | None = None) -> Run:
-    """Train (or load) a categorical AAE; an epoch is one pass over the *unlabelled* set ``x``.
+def clustering_error(model: CategoricalAAE, x: Tensor, y: Tensor, x_valid: Tensor, y_valid: Tensor) -> float:
+    """Test error (%) of the clusters under the paper's rule (section 6): each cluster takes the label of the
+    validation image it is most confident about (:func:`metrics.paper_cluster_labels`)."""
+    names = metrics.paper_cluster_labels(model.predict_proba(x_valid), y_valid)
+    return metrics.error_rate(names[model.predict(x)[0]], y)
 
-    With ``labelled=(x_l, y_l)`` every step also draws a random labelled minibatch of the same size (phase 3), so a
-    small labelled set is cycled through many times per epoch instead of truncating the epoch. After each epoch the
-    error on every split in ``evaluate`` (e.g. validation and test) is logged as ``<split>_error``.
-    """
+
+def semisupervised_step(model: CategoricalAAE, x: Tensor, x_labelled: Tensor,
+                        y_labelled: Tensor) -> Callable[[Tensor], dict[str, Tensor]]:
+    """The training step of section 5: the unlabelled minibatch ``x[idx]`` and, every step, a fresh random labelled
+    minibatch of the same size. An epoch is one pass over the unlabelled set, and a small labelled set is cycled
+    through many times per epoch; zipping the two loaders instead would end the epoch after one labelled pass."""
     def step(idx: Tensor) -> dict[str, Tensor]:
-        if labelled is None:
-            return model.train_step(x[idx])
-        j = torch.randint(len(labelled[0]), (len(idx),), device=x.device)
-        return model.train_step(x[idx], labelled[0][j], labelled[1][j])
+        j = torch.randint(len(x_labelled), (len(idx),), device=x.device)  # drawn with replacement, every step
+        return model.train_step(x[idx], x_labelled[j], y_labelled[j])
 
+    return step
+
+
+def error_tracker(model: CategoricalAAE, splits: dict[str, tuple[Tensor, Tensor]],
+                  name_clusters_with: tuple[Tensor, Tensor] | None = None) -> Callable[[int], dict[str, float]]:
+    """A per-epoch callback for :func:`aae_tutorial.train.fit` that logs ``<split>_error`` on every split.
+
+    Without ``name_clusters_with`` category i is digit i (classification). With it, ``(x_valid, y_valid)`` name the
+    clusters by the paper's rule; then ``clusters_used`` (categories with at least 0.5 % of the validation images)
+    and ``d_y_on_one_hot`` (the categorical discriminator's mean probability of "real" for the k one-hot codes) are
+    logged too: the two collapse diagnostics.
+    """
     def on_epoch_end(epoch: int) -> dict[str, float]:
-        return {f"{split}_error": error(model, xs, ys, mapping_from) for split, (xs, ys) in (evaluate or {}).items()}
+        if name_clusters_with is None:
+            return {f"{split}_error": classification_error(model, x, y) for split, (x, y) in splits.items()}
+        x_valid, y_valid = name_clusters_with
+        out = {f"{split}_error": clustering_error(model, x, y, x_valid, y_valid) for split, (x, y) in splits.items()}
+        with torch.no_grad():
+            eye = torch.eye(model.n_classes, device=x_valid.device)
+            out["d_y_on_one_hot"] = torch.sigmoid(model.d_y(eye)).mean().item()
+        out["clusters_used"] = metrics.clusters_used(model.predict(x_valid)[0], model.n_classes)
+        return out
 
-    return fit_or_load(name, model, config, step, len(x), epochs, mode, device, on_epoch_end=on_epoch_end)
+    return on_epoch_end
 
 
 def selected_epoch(run: Run, by: str = "valid_error") -> int:
     """Index of the epoch with the lowest ``by`` metric: model selection on the validation split."""
-    values = run.history.metrics[by]
+    values = run.history.metrics.get(by)
+    if not values:
+        raise ValueError(f"run {run.name} logged no {by!r}; it has {sorted(run.history.metrics)}")
     return min(range(len(values)), key=values.__getitem__)

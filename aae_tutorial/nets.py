@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 #: The paper's hidden sizes for every network on MNIST.
 PAPER_HIDDEN = (1000, 1000)
 
 
-def mlp(sizes: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
     """Linear layers between consecutive ``sizes`` with ReLU in between and a linear output.
 
     Example: ``mlp([784, 1000, 1000, 8])`` maps x (B, 784) to z (B, 8).
@@ -21,7 +20,7 @@ def mlp(sizes: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         if i:
-            layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            layers.append(nn.ReLU())
         layers.append(nn.Linear(a, b))
     return nn.Sequential(*layers)
 
@@ -45,16 +44,3 @@ def n_params(*modules: nn.Module) -> int:
     """Number of trainable parameters of the given modules together."""
     return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
-
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-    """Per-batch reconstruction loss, summed over pixels and averaged over the batch.
-
-    ``bce`` treats pixels as Bernoulli probabilities; ``mse`` is the paper's Euclidean cost on ``sigmoid(logits)``.
-    """
-    if kind == "bce":
-        per_pixel = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    elif kind == "mse":
-        per_pixel = (torch.sigmoid(logits) - x) ** 2
-    else:
-        raise ValueError(f"kind must be 'bce' or 'mse', got {kind!r}")
-    return per_pixel.sum(1).mean()

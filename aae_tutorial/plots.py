@@ -29,8 +29,8 @@ def image_grid(images: Tensor, nrow: int = 10, ax: plt.Axes | None = None, title
 
 
 def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_samples: Tensor | None = None,
-                   title: str = "", s: float = 2.0) -> plt.Axes:
-    """2-D codes coloured by digit, optionally over grey prior samples."""
+                   title: str = "", s: float = 2.0, xlabel: str = "$z_1$", ylabel: str = "$z_2$") -> plt.Axes:
+    """2-D codes coloured by digit (colour bar: the digit), optionally over grey prior samples."""
     if z.shape[1] != 2:
         raise ValueError(f"latent_scatter draws 2-D codes, got shape {tuple(z.shape)}")
     if ax is None:
@@ -41,6 +41,8 @@ def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_
     z, labels = z.detach().cpu(), labels.detach().cpu()
     sc = ax.scatter(z[:, 0], z[:, 1], s=s, c=labels, cmap=DIGIT_COLORS, vmin=-0.5, vmax=9.5, rasterized=True)
     ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     plt.colorbar(sc, ax=ax, ticks=range(10), fraction=0.046, pad=0.04)
     return ax
@@ -64,14 +66,19 @@ def manifold(decode: Callable[[Tensor], Tensor], lim: float | tuple[float, float
 
 
 def loss_curves(history: History, ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
-    """Per-epoch mean of each loss of a run."""
+    """Per-epoch mean of each loss of a run; a log axis when the losses differ in size by more than 20 times, so
+    that the small ones do not look flat."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     epochs = np.arange(1, history.epochs + 1)
     for name, values in history.losses.items():
         ax.plot(epochs, values, marker="o", ms=3, label=name)
+    values = np.concatenate([np.asarray(v, dtype=float) for v in history.losses.values()])
+    log = len(values) and (values > 0).all() and values.max() > 20 * values.min()
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss")
+    ax.set_ylabel("mean loss per epoch" + (" (log scale)" if log else ""))
     ax.set_title(title)
     ax.legend()
     return ax

@@ -1,7 +1,8 @@
 """Priors p(z) for the adversarial regularisation (paper sections 2-4), each with ``sample(n, labels=None)``.
 
 The adversarial autoencoder only ever *samples* from p(z): unlike the VAE it never needs a closed-form density or KL.
-That is why a swiss roll is as easy to impose as a Gaussian. Built on ``torch.distributions`` where it has the piece.
+That is why a swiss roll is as easy to impose as a Gaussian. Densities (for the VAE) come from ``torch.distributions``;
+samples are drawn with plain ``torch.randn``/``torch.rand`` so that a training step can be captured as a CUDA graph.
 """
 from __future__ import annotations
 
@@ -12,24 +13,32 @@ from torch import Tensor
 from torch import distributions as D
 
 
+def capturing(t: Tensor) -> bool:
+    """True while ``t``'s device is recording a CUDA graph, when checks that read values back are not allowed."""
+    return t.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 class Prior:
-    """Base class: ``dim`` is the code size, ``num_components`` the number of label-addressable parts (0 if none)."""
+    """Base class: ``dim`` is the code size, ``n_components`` the number of label-addressable parts (0 if none)."""
 
     dim: int
-    num_components: int = 0
+    n_components: int = 0
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
 
     def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
         """``n`` codes of shape (n, dim); with ``labels`` (n,), code i comes from component ``labels[i]``."""
-        if not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
         if labels is not None:
-            if not self.num_components:
+            if not self.n_components:
                 raise ValueError(f"{type(self).__name__} has no components, so it cannot be sampled by label")
             if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+            if n and not capturing(labels) and not (0 <= int(labels.min()) and int(labels.max()) < self.n_components):
+                raise ValueError(f"labels must lie in 0..{self.n_components - 1}, got values from "
+                                 f"{int(labels.min())} to {int(labels.max())}")
         return self._sample(n, labels)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
@@ -45,13 +54,13 @@ class Gaussian(Prior):
 
     def __init__(self, dim: int = 2, std: float = 5.0, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if dim < 1 or std <= 0:
+        if dim < 1 or not std > 0:
             raise ValueError(f"Gaussian needs dim >= 1 and std > 0, got dim={dim}, std={std}")
         self.dim, self.std = dim, float(std)
         self.dist = D.Independent(D.Normal(torch.zeros(dim, device=self.device), self.std), 1)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
-        return self.dist.sample((n,))
+        return self.std * torch.randn(n, self.dim, device=self.device)
 
     def log_prob(self, z: Tensor) -> Tensor:
         return self.dist.log_prob(z)
@@ -62,43 +71,42 @@ class Uniform(Prior):
 
     def __init__(self, dim: int = 2, half_width: float = 5.0, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if dim < 1 or half_width <= 0:
+        if dim < 1 or not half_width > 0:
             raise ValueError(f"Uniform needs dim >= 1 and half_width > 0, got dim={dim}, half_width={half_width}")
         self.dim, self.half_width = dim, float(half_width)
-        w = torch.full((dim,), self.half_width, device=self.device)
-        self.dist = D.Independent(D.Uniform(-w, w), 1)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
-        return self.dist.sample((n,))
+        return self.half_width * (2 * torch.rand(n, self.dim, device=self.device) - 1)
 
 
 class GaussianMixture(Prior):
-    """``k`` elongated 2-D Gaussians arranged on a circle, like the paper's figures 2 and 4.
+    """``n_components`` elongated 2-D Gaussians arranged on a circle, like the paper's figures 2 and 4.
 
-    Component ``c`` has its mean at angle ``2*pi*c/k`` and radius ``radius``; it is stretched along the radius
-    (std ``radial_std``) and thin across it (std ``tangential_std``).
+    Component ``c`` has its mean at angle ``2*pi*c/n_components`` and radius ``radius``; it is stretched along the
+    radius (std ``radial_std``) and thin across it (std ``tangential_std``).
     """
 
-    def __init__(self, k: int = 10, radius: float = 4.0, radial_std: float = 1.0, tangential_std: float = 0.25,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(self, n_components: int = 10, radius: float = 4.0, radial_std: float = 1.0,
+                 tangential_std: float = 0.25, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if k < 1 or radius < 0 or radial_std <= 0 or tangential_std <= 0:
-            raise ValueError("GaussianMixture needs k >= 1, radius >= 0 and positive stds")
-        self.dim, self.num_components = 2, k
-        self.k, self.radius, self.radial_std, self.tangential_std = k, float(radius), float(radial_std), float(tangential_std)
-        angle = torch.arange(k, device=self.device) * (2 * math.pi / k)
+        if n_components < 1 or radius < 0 or not (radial_std > 0 and tangential_std > 0):
+            raise ValueError("GaussianMixture needs n_components >= 1, radius >= 0 and positive stds")
+        self.dim, self.n_components = 2, n_components
+        self.radius, self.radial_std, self.tangential_std = float(radius), float(radial_std), float(tangential_std)
+        angle = torch.arange(n_components, device=self.device) * (2 * math.pi / n_components)
         direction = torch.stack([angle.cos(), angle.sin()], 1)  # (k, 2)
         normal = torch.stack([-angle.sin(), angle.cos()], 1)  # (k, 2)
         self.means = radius * direction  # (k, 2)
-        scale = torch.stack([direction * radial_std, normal * tangential_std], 2)  # (k, 2, 2): columns = scaled axes
-        self.components = D.MultivariateNormal(self.means, scale_tril=torch.linalg.cholesky(scale @ scale.mT))
-        self.dist = D.MixtureSameFamily(D.Categorical(torch.ones(k, device=self.device)), self.components)
+        self.axes = torch.stack([direction * radial_std, normal * tangential_std], 2)  # (k, 2, 2): scaled axes
+        self.components = D.MultivariateNormal(self.means, scale_tril=torch.linalg.cholesky(self.axes @ self.axes.mT))
+        weights = D.Categorical(torch.ones(n_components, device=self.device))
+        self.dist = D.MixtureSameFamily(weights, self.components)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
         if labels is None:
-            return self.dist.sample((n,))
+            labels = torch.randint(self.n_components, (n,), device=self.device)
         eps = torch.randn(n, 2, 1, device=self.device)
-        return self.means[labels] + (self.components.scale_tril[labels] @ eps).squeeze(2)
+        return self.means[labels] + (self.axes[labels] @ eps).squeeze(2)
 
     def log_prob(self, z: Tensor) -> Tensor:
         return self.dist.log_prob(z)
@@ -109,19 +117,19 @@ class GaussianMixture(Prior):
 
 
 class SwissRoll(Prior):
-    """A 2-D swiss roll cut into ``k`` equal segments along its length (paper figure 4, right).
+    """A 2-D swiss roll cut into ``n_components`` equal segments along its length (paper figure 4, right).
 
     A point at arc parameter t in [0, 1] sits at angle ``turns*2*pi*t`` and radius ``radius*t``, plus Gaussian noise.
-    Segment ``c`` is t in [c/k, (c+1)/k).
+    Segment ``c`` is t in [c/n_components, (c+1)/n_components).
     """
 
-    def __init__(self, k: int = 10, radius: float = 8.0, turns: float = 1.5, noise: float = 0.25,
+    def __init__(self, n_components: int = 10, radius: float = 8.0, turns: float = 1.5, noise: float = 0.25,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if k < 1 or radius <= 0 or turns <= 0 or noise < 0:
-            raise ValueError("SwissRoll needs k >= 1, radius > 0, turns > 0 and noise >= 0")
-        self.dim, self.num_components = 2, k
-        self.k, self.radius, self.turns, self.noise = k, float(radius), float(turns), float(noise)
+        if n_components < 1 or not (radius > 0 and turns > 0 and noise >= 0):
+            raise ValueError("SwissRoll needs n_components >= 1, radius > 0, turns > 0 and noise >= 0")
+        self.dim, self.n_components = 2, n_components
+        self.radius, self.turns, self.noise = float(radius), float(turns), float(noise)
 
     def point(self, t: Tensor) -> Tensor:
         """Noise-free point of the roll at parameter t: (n,) -> (n, 2)."""
@@ -130,6 +138,6 @@ class SwissRoll(Prior):
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
         u = torch.rand(n, device=self.device)
-        t = u if labels is None else (labels.to(u.dtype) + u) / self.k
+        t = u if labels is None else (labels.to(u.dtype) + u) / self.n_components
         t = 0.05 + 0.95 * t  # keep clear of the crowded centre
         return self.point(t) + self.noise * torch.randn(n, 2, device=self.device)

@@ -1,12 +1,15 @@
 """Measured results, written by the runs to ``results/<experiment>.json`` and rendered into the book's tables.
 
-Every record carries its provenance (mode, device, epochs, wall time, seeds) and the paper's value where it has one,
-so that no number in the book is typed in by hand.
+Every record carries its provenance, taken from the training runs themselves (mode, device, epochs, the wall time of
+every seed's run), and the paper's value with its ± where it has one, so that no number in the book is typed in by
+hand. Records are written atomically; a quick run never replaces a full (paper-scale) record.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -14,7 +17,16 @@ from pathlib import Path
 
 import torch
 
-FIELDS = ("experiment", "metric", "value", "std", "seeds", "mode", "device", "epochs", "wall_time_s", "paper")
+from . import tables
+from .files import atomic_write
+from .mode import MODES
+from .train import Run
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be read; the message names it."""
 
 
 def results_dir() -> Path:
@@ -22,35 +34,76 @@ def results_dir() -> Path:
     return Path(os.environ.get("AAE_RESULTS_DIR", "results"))
 
 
-def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], mode: str, device: str,
-           epochs: int, wall_time_s: float, paper: float | None = None, paper_std: float | None = None,
-           **extra) -> dict:
+def _check_name(experiment: str) -> None:
+    if not isinstance(experiment, str) or not NAME.fullmatch(experiment) or ".." in experiment:
+        raise ValueError(f"an experiment name is letters, digits, '_', '-' and '.', with no '..'; got {experiment!r}")
+
+
+def _finite(values: Sequence[float], what: str) -> list[float]:
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{what} must be finite, got {out}")
+    return out
+
+
+def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run],
+           paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
     """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.
 
-    A ``quick`` run never replaces a ``full`` (paper-scale) record of the same experiment.
+    ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
+    and each one's wall time become the record's provenance. ``extra`` adds fields of the experiment's own (e.g. the
+    selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
     """
-    if not values or len(values) != len(seeds):
-        raise ValueError(f"need one value per seed, got {len(values)} values for seeds {list(seeds)}")
+    _check_name(experiment)
+    values = _finite(values, "values")
+    if not values or len(values) != len(seeds) or len(runs) != len(seeds):
+        raise ValueError(f"need one value and one run per seed, got {len(values)} values and {len(runs)} runs "
+                         f"for seeds {list(seeds)}")
+    for field in ("mode", "device", "epochs"):
+        if len({getattr(r, field) for r in runs}) != 1:
+            raise ValueError(f"the runs behind one record must share their {field}: {[getattr(r, field) for r in runs]}")
+    mode = runs[0].mode
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if paper is not None:
+        _finite([paper] + ([paper_std] if paper_std is not None else []), "the paper's value")
     rec = {
         "experiment": experiment, "metric": metric,
         "value": round(statistics.fmean(values), 4),
         "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
         "values": [round(v, 4) for v in values], "seeds": list(seeds),
-        "mode": mode, "device": device, "epochs": epochs, "wall_time_s": round(wall_time_s, 1),
+        "mode": mode, "device": runs[0].device, "epochs": runs[0].epochs,
+        "wall_time_s": round(sum(r.wall_time_s for r in runs), 1),
+        "wall_times_s": [round(r.wall_time_s, 1) for r in runs],
         "paper": paper, "paper_std": paper_std,
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), **extra,
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
     }
+    if shadowed := sorted(set(extra) & set(rec)):
+        raise ValueError(f"extra fields may not replace standard ones: {shadowed}")
+    rec.update(extra)
     path = results_dir() / f"{experiment}.json"
     if path.exists() and rec["mode"] == "quick" and load(path).get("mode") == "full":
         print(f"kept the paper-scale record in {path}; this quick run's value was {rec['value']}")
         return rec
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rec, indent=1) + "\n")
+    write_json(path, rec)
     return rec
 
 
+def write_json(path: Path, obj: dict) -> None:
+    """Write JSON atomically (:func:`aae_tutorial.files.atomic_write`); NaN and infinity are refused."""
+    text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def load(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """One record; a file that is not a JSON object raises :class:`ResultsFileError` naming the file."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultsFileError(f"cannot read results file {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(rec, dict):
+        raise ResultsFileError(f"results file {path} does not hold a JSON object")
+    return rec
 
 
 def load_all(prefix: str = "") -> list[dict]:
@@ -61,18 +114,26 @@ def load_all(prefix: str = "") -> list[dict]:
 def _fmt(value: float | None, std: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value:.4g} ± {std:.2g}" if std is not None else f"{value:.4g}"  # significant digits: % and MMD alike
+    return f"{value:.4g} ± {std:.3g}" if std is not None else f"{value:.4g}"  # significant digits: % and MMD alike
 
 
-def table(records: Sequence[dict], title: str = "") -> str:
-    """A Markdown table of ours-vs-paper with each run's provenance (display it with ``IPython.display.Markdown``)."""
-    lines = [f"**{title}**\n" if title else "",
-             "| experiment | metric | ours | paper | mode | device | epochs | seeds | wall time |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        lines.append(
-            f"| {r['experiment']} | {r['metric']} | {_fmt(r['value'], r['std'])} | {_fmt(r['paper'], r.get('paper_std'))} "
-            f"| {r['mode']} | {r['device']} | {r['epochs']} | {len(r['seeds'])} | {r['wall_time_s']:.0f} s |")
+def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[str, str]] = ()) -> str:
+    """A Markdown table of ours-vs-paper with each run's provenance (display it with ``IPython.display.Markdown``).
+
+    Provenance that is the same in every row (mode, device, epochs, seeds) moves to a note under the table, so that
+    the table fits the page. ``reference`` adds rows of other models' results as reported in the literature:
+    (model, value) pairs.
+    """
+    provenance = {"mode": lambda r: r["mode"], "device": lambda r: r["device"], "epochs": lambda r: r["epochs"],
+                  "seeds": lambda r: len(r["seeds"])}
+    shared = {k: get(records[0]) for k, get in provenance.items() if len({get(r) for r in records}) == 1} if records else {}
+    varying = [k for k in provenance if k not in shared]
+    rows = [[r["experiment"], r["metric"], _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")),
+             *[provenance[k](r) for k in varying], f"{r['wall_time_s']:.0f} s"] for r in records]
     if not records:
-        lines.append("| (no results yet: run the chapter) | | | | | | | | |")
-    return "\n".join(lines)
+        rows.append(["(no results yet: run the chapter)"])
+    rows += [[f"{model} (reported in the literature)", "", "", value] for model, value in reference]
+    header = ["experiment", "metric", "ours", "paper", *varying, "wall time"]
+    note = ("Every row: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together."
+            if shared else "")
+    return tables.markdown(header, rows, title, note)

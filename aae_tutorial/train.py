@@ -1,26 +1,32 @@
-"""GPU-aware training plumbing: device choice, seeding, the epoch loop, and checkpoints that skip retraining.
+"""Training: device choice, seeding, and one entry point, :func:`fit`, that every chapter uses.
 
-The loop keeps everything on the device: batches are index tensors into device-resident data, per-step losses are
-summed on the device, and the host reads them once per epoch (one sync per epoch, none per step).
+``fit`` trains a model with a chapter's ``step`` unless a checkpoint of exactly that run exists (see
+:mod:`aae_tutorial.checkpoints`). The data stay on the device: a minibatch is an index tensor, and losses are summed
+on the device and read once per epoch. How a step runs (eagerly, or captured whole as a CUDA graph) is decided by
+:mod:`aae_tutorial.engine`, which the chapters never need to read.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import cache_dir
+from . import checkpoints, engine
+from .data import check_images
 from .mode import RunMode, describe_device
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite: training stopped and nothing was saved."""
 
 
 def pick_device() -> torch.device:
@@ -48,13 +54,13 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-def minibatches(n: int, batch_size: int, device: torch.device | str, drop_last: bool = True) -> Iterator[Tensor]:
-    """Index tensors for one epoch over ``n`` examples, in a fresh random order drawn on ``device``."""
+def minibatches(n: int, batch_size: int, device: torch.device | str) -> Iterator[Tensor]:
+    """Index tensors for one epoch over ``n`` examples in a fresh random order drawn on ``device``; the last
+    incomplete batch is dropped, so every step sees ``batch_size`` examples."""
     if batch_size < 1 or n < batch_size:
         raise ValueError(f"need 1 <= batch_size <= n, got batch_size={batch_size}, n={n}")
     order = torch.randperm(n, device=device)
-    stop = n - n % batch_size if drop_last else n
-    for i in range(0, stop, batch_size):
+    for i in range(0, n - n % batch_size, batch_size):
         yield order[i : i + batch_size]
 
 
@@ -66,7 +72,8 @@ class History:
     losses: dict[str, list[float]] = field(default_factory=dict)
     metrics: dict[str, list[float]] = field(default_factory=dict)
 
-    def log(self, store: dict[str, list[float]], values: dict[str, float]) -> None:
+    @staticmethod
+    def log(store: dict[str, list[float]], values: dict[str, float]) -> None:
         for k, v in values.items():
             store.setdefault(k, []).append(float(v))
 
@@ -74,36 +81,13 @@ class History:
         return {k: v[-1] for k, v in {**self.losses, **self.metrics}.items() if v}
 
 
-def fit(step: Callable[[Tensor], dict[str, Tensor]], n: int, epochs: int, batch_size: int = 100, *,
-        device: torch.device | str = "cpu", on_epoch_end: Callable[[int], dict[str, float]] | None = None,
-        desc: str = "training") -> History:
-    """Run ``epochs`` passes of ``step(batch_indices)`` over ``n`` examples and return the loss history.
-
-    ``step`` does one minibatch update and returns its losses as 0-d tensors, which are summed on the device and
-    read once per epoch. ``on_epoch_end(epoch)`` may return extra metrics (e.g. a validation error) to log.
-    """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    history = History()
-    steps_per_epoch = n // batch_size
-    bar = tqdm(range(epochs), desc=desc, unit="epoch")
-    for epoch in bar:
-        sums: dict[str, Tensor] = {}
-        for idx in minibatches(n, batch_size, device):
-            for k, v in step(idx).items():
-                sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
-        means = dict(zip(sums, (torch.stack(list(sums.values())) / steps_per_epoch).tolist()))  # one sync per epoch
-        history.log(history.losses, means)
-        if on_epoch_end is not None:
-            history.log(history.metrics, on_epoch_end(epoch))
-        history.epochs = epoch + 1
-        bar.set_postfix({k: f"{v:.3g}" for k, v in history.last().items()})
-    return history
-
-
 @dataclass
 class Run:
-    """What a training run produced and where: the provenance every result in the book carries."""
+    """What a training run produced and where: the provenance every result in the book carries.
+
+    ``wall_time_s`` is the time of the training run that produced the weights, also when they were loaded from a
+    checkpoint (then ``from_checkpoint`` is true).
+    """
 
     name: str
     config: dict
@@ -114,74 +98,81 @@ class Run:
     wall_time_s: float
     from_checkpoint: bool = False
 
-    def provenance(self) -> dict:
-        return {"mode": self.mode, "device": self.device, "epochs": self.epochs, "wall_time_s": round(self.wall_time_s, 1)}
-
     def describe(self) -> str:
-        how = "loaded from checkpoint" if self.from_checkpoint else "trained now"
-        return (f"{self.name}: {how}; mode={self.mode}, device={self.device}, epochs={self.epochs}, "
-                f"wall time {self.wall_time_s:.1f} s")
+        trained = f"trained for {self.epochs} epochs in {self.wall_time_s:.1f} s ({self.mode} mode, {self.device})"
+        return f"{self.name}: {'loaded from a checkpoint, ' if self.from_checkpoint else ''}{trained}"
 
 
-def checkpoint_path(name: str, config: dict) -> Path:
-    """``$AAE_CACHE_DIR/checkpoints/<name>-<hash of config>.pt``: a new config never reuses an old checkpoint."""
-    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return cache_dir() / "checkpoints" / f"{name}-{key}.pt"
+def _train(step: Callable[[Tensor], dict[str, Tensor]], model: nn.Module, n: int, epochs: int, batch_size: int,
+           device: torch.device | str, on_epoch_end: Callable[[int], dict[str, float]] | None, desc: str) -> History:
+    """The epoch loop: ``step`` on every minibatch, one read of the summed losses per epoch, a finite check.
+    A progress bar shows the epochs unless ``AAE_PROGRESS=0`` (as in the executed book, which cannot render it)."""
+    history = History()
+    runner = engine.StepRunner(step, model, device, desc)
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=os.environ.get("AAE_PROGRESS") == "0")
+    for epoch in bar:
+        for idx in minibatches(n, batch_size, device):
+            runner(idx)
+        means = runner.epoch_means(n // batch_size)
+        bad = sorted(k for k, v in means.items() if not math.isfinite(v))
+        if bad:
+            raise NonFiniteLossError(f"{desc}: the {', '.join(bad)} loss became {means[bad[0]]} in epoch {epoch + 1}; "
+                                     "training stopped and nothing was saved (lower the learning rates, or check "
+                                     "the data)")
+        History.log(history.losses, means)
+        if on_epoch_end is not None:
+            model.eval()
+            history.log(history.metrics, on_epoch_end(epoch))
+            model.train()
+        history.epochs = epoch + 1
+        bar.set_postfix({k: f"{v:.3g}" for k, v in history.last().items()})
+    return history
 
 
-def _fingerprint(modules: dict[str, nn.Module]) -> dict[str, str]:
-    """Architecture and optimiser settings of each module, so that changing either never reuses a checkpoint."""
-    out = {}
-    for key, m in modules.items():
-        optimisers = {k: {h: v.defaults[h] for h in ("lr", "betas") if h in v.defaults}
-                      for k, v in sorted(vars(m).items()) if isinstance(v, torch.optim.Optimizer)}
-        out[key] = f"{m!r} {optimisers}"
-    return out
+def _log_run(run: Run) -> None:
+    """Append the run to ``$AAE_RUN_LOG`` (JSON lines) when set: how the full-course command counts model-epochs."""
+    if log := os.environ.get("AAE_RUN_LOG"):
+        with open(log, "a") as f:
+            f.write(json.dumps({"name": run.name, "epochs": run.epochs, "wall_time_s": round(run.wall_time_s, 2),
+                                "from_checkpoint": run.from_checkpoint, "mode": run.mode, "device": run.device}) + "\n")
 
 
-def save_checkpoint(path: Path, modules: dict[str, nn.Module], meta: dict) -> None:
-    """Write state dicts and metadata atomically: to a temporary file first, then renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"modules": {k: m.state_dict() for k, m in modules.items()}, "meta": meta}, tmp)
-    os.replace(tmp, path)
+def fit(name: str, model: nn.Module, step: Callable[[Tensor], dict[str, Tensor]], data: Tensor | Sequence[Tensor],
+        epochs: int, mode: RunMode, device: torch.device | str, *, config: dict | None = None, batch_size: int = 100,
+        on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> Run:
+    """Train ``model`` for ``epochs`` passes of ``step(batch_indices)``, or load the checkpoint of this exact run.
 
-
-def load_checkpoint(path: Path, modules: dict[str, nn.Module]) -> dict:
-    """Load state dicts into ``modules`` (``weights_only=True``: no code is unpickled); return the metadata."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    for k, m in modules.items():
-        m.load_state_dict(payload["modules"][k])
-    return payload["meta"]
-
-
-def train_or_load(name: str, config: dict, modules: dict[str, nn.Module], train: Callable[[], History],
-                  mode: RunMode, device: torch.device | str) -> Run:
-    """Train with ``train()`` unless a checkpoint for exactly this ``config`` exists, in which case load it.
-
-    Either way the returned :class:`Run` carries the provenance of the run that produced the weights.
+    ``data`` are the tensors ``step`` reads; the first holds the training images (N, 784) in [0, 1], and an epoch is
+    one pass over its N examples. The checkpoint key covers the model, the step's code, ``data``, ``config`` and the
+    mode, so changing any of them trains anew. ``step`` does one minibatch update and returns its losses as 0-d
+    tensors. ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode
+    while it runs. Prints what happened and returns the :class:`Run`.
     """
-    path = checkpoint_path(name, {**config, "mode": mode.name, "modules": _fingerprint(modules)})
-    if path.exists():
-        meta = load_checkpoint(path, modules)
-        history = History(meta["history"]["epochs"], meta["history"]["losses"], meta["history"]["metrics"])
-        return Run(name, config, history, meta["mode"], meta["device"], meta["epochs"], meta["wall_time_s"], True)
-    start = time.perf_counter()
-    history = train()
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    run = Run(name, config, history, mode.name, describe_device(device), history.epochs,
-              time.perf_counter() - start)
-    save_checkpoint(path, modules, {"history": asdict(history), **run.provenance(), "wall_time_s": run.wall_time_s})
-    return run
-
-
-def fit_or_load(name: str, model: nn.Module, config: dict, step: Callable[[Tensor], dict[str, Tensor]], n: int,
-                epochs: int, mode: RunMode, device: torch.device | str, batch_size: int = 100,
-                on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> Run:
-    """:func:`fit` a model with ``step`` unless a checkpoint of the same name and config exists; print what happened."""
-    run = train_or_load(name, {**config, "epochs": epochs, "batch_size": batch_size}, {"model": model},
-                        lambda: fit(step, n, epochs, batch_size, device=device, on_epoch_end=on_epoch_end, desc=name),
-                        mode, device)
+    data = (data,) if isinstance(data, Tensor) else tuple(data)
+    if not data:
+        raise ValueError("data must hold at least the training images")
+    check_images(data[0], "the training images (data[0])")
+    n = len(data[0])
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be an int in 1..{n} (the number of training images), got {batch_size!r}")
+    config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
+    path = checkpoints.path_for(name, checkpoints.key(name, model, step, data, config, mode.name))
+    meta = checkpoints.load(path, model)
+    if meta is not None:
+        history = History(**meta["history"])
+        run = Run(name, config, history, meta["mode"], meta["device"], history.epochs, meta["wall_time_s"], True)
+    else:
+        model.train()
+        start = time.perf_counter()
+        history = _train(step, model, n, epochs, batch_size, device, on_epoch_end, name)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start)
+        checkpoints.save(path, model, {"history": asdict(history), "mode": run.mode, "device": run.device,
+                                       "wall_time_s": run.wall_time_s})
+    model.eval()
+    _log_run(run)
     print(run.describe())
     return run

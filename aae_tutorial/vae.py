@@ -12,12 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from . import nets
-from .aae import update
+from .checkpoints import RecordsInit
 from .priors import Gaussian, Prior
+from .steps import reconstruction_loss, update
 from .train import adam
 
 
-class VAE(nn.Module):
+class VAE(RecordsInit, nn.Module):
     def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, lr: float = 1e-3) -> None:
         super().__init__()
         if not hasattr(prior, "log_prob"):
@@ -28,8 +29,10 @@ class VAE(nn.Module):
         self.opt = adam(self.parameters(), lr)
 
     def posterior(self, x: Tensor) -> torch.distributions.Distribution:
-        mu, log_var = self.encoder(x).chunk(2, dim=1)
-        return torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * log_var).exp()), 1)
+        mu, log_var = self.encoder(x).chunk(2, dim=1)  # (B, z_dim) each
+        # validate_args=False: checking the scale's sign would read it back to the host, once per step
+        normal = torch.distributions.Normal(mu, (0.5 * log_var).exp(), validate_args=False)
+        return torch.distributions.Independent(normal, 1, validate_args=False)
 
     def kl(self, q: torch.distributions.Distribution, z: Tensor) -> Tensor:
         """KL(q(z|x) || p(z)) per example: closed form for a Gaussian prior, else log q(z|x) - log p(z) at z ~ q."""
@@ -40,7 +43,7 @@ class VAE(nn.Module):
     def train_step(self, x: Tensor) -> dict[str, Tensor]:
         q = self.posterior(x)
         z = q.rsample()  # reparameterisation: z = mu + sigma * eps, differentiable in mu and sigma
-        loss_rec = nets.reconstruction_loss(self.decoder(z), x)
+        loss_rec = reconstruction_loss(self.decoder(z), x)
         loss_kl = self.kl(q, z).mean()
         update(self.opt, loss_rec + loss_kl)
         return {"reconstruction": loss_rec, "kl": loss_kl}

@@ -69,8 +69,9 @@ def _static_html(images: Tensor, values: list[float], title: str) -> str:
 </script>"""
 
 
-def _live_widget(decode: Callable[[Tensor], Tensor], lim: float, device: torch.device | str, title: str) -> W.VBox:
-    """Float sliders whose every change decodes the chosen code in the kernel."""
+def _live_widget(decode: Callable[[Tensor], Tensor], lim: float, device: torch.device | str,
+                 title: str) -> tuple[W.VBox, W.FloatSlider, W.FloatSlider, W.Image]:
+    """Float sliders whose every change decodes the chosen code in the kernel: (widget, z1, z2, image)."""
     z1 = W.FloatSlider(value=0.0, min=-lim, max=lim, step=lim / 50, description="z1")
     z2 = W.FloatSlider(value=0.0, min=-lim, max=lim, step=lim / 50, description="z2")
     image = W.Image(format="png", width=112, height=112)
@@ -82,14 +83,17 @@ def _live_widget(decode: Callable[[Tensor], Tensor], lim: float, device: torch.d
     z1.observe(redraw, "value")
     z2.observe(redraw, "value")
     redraw()
-    return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>"), W.HBox([W.VBox([z1, z2]), image])])
+    return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>"), W.HBox([W.VBox([z1, z2]), image])]), z1, z2, image
 
 
 class LatentExplorer:
-    """Displays as a live widget where a widget manager runs, and as static HTML everywhere else."""
+    """Displays as a live widget where a widget manager runs, and as static HTML everywhere else.
 
-    def __init__(self, widget: W.Widget, static_html: str) -> None:
-        self.widget, self.static_html = widget, static_html
+    ``z1``, ``z2`` are the live sliders and ``image`` the decoded digit they show.
+    """
+
+    def __init__(self, widget: W.Widget, z1: W.FloatSlider, z2: W.FloatSlider, image: W.Image, static_html: str) -> None:
+        self.widget, self.z1, self.z2, self.image, self.static_html = widget, z1, z2, image, static_html
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
@@ -106,4 +110,4 @@ def latent_explorer(decode: Callable[[Tensor], Tensor], lim: float = 3.0, n: int
     with torch.no_grad():
         images = decode(code_grid(lim, n).to(device)).cpu()  # (n*n, 784), top row first
     values = np.linspace(-lim, lim, n).tolist()
-    return LatentExplorer(_live_widget(decode, lim, device, title), _static_html(images, values, title))
+    return LatentExplorer(*_live_widget(decode, lim, device, title), _static_html(images, values, title))

@@ -5,6 +5,7 @@ Screenshots are saved in ``_build/screenshots/`` as test artefacts.
 """
 import functools
 import http.server
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,23 @@ import pytest
 
 from test_book import ROOT, colab_url, toc_files
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def find_chromium() -> str:
+    """Debian's chromium: found on PATH, or installed with apt-get when running as root on Debian; else a clear
+    failure that says how to get it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(cmd, env=env, capture_output=True, timeout=900)
+        found = shutil.which("chromium")
+    if not found:
+        pytest.fail("the browser tests need Chromium: install Debian's `chromium` package (sudo apt-get install "
+                    "chromium) or put a `chromium` binary on PATH; building the book itself needs no browser")
+    return found
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 HTML = ROOT / "_build" / "html"
@@ -44,12 +61,11 @@ def site():
 
 @pytest.fixture(scope="session")
 def browser():
-    if CHROMIUM is None:
-        pytest.fail("Debian's chromium is needed for the browser tests: `apt-get install chromium` (.ci/setup does it)")
+    chromium = find_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        b = p.chromium.launch(executable_path=chromium, args=FLAGS)
         yield b
         b.close()
 

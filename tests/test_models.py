@@ -1,4 +1,4 @@
-"""Each phase of each model updates the parameters it should, and only those."""
+"""Each phase of each model updates the parameters it should, and only those; bad labels are refused."""
 import copy
 
 import pytest
@@ -7,6 +7,7 @@ import torch
 from aae_tutorial import priors, vae
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE
+from aae_tutorial.conditional import LabelConditionedAAE, SupervisedAAE
 
 HIDDEN = (32, 32)
 
@@ -26,36 +27,53 @@ def only(model, keep: str):
     return model
 
 
+@pytest.mark.parametrize("make, step", [
+    (lambda: AAE(priors.Gaussian(2, 5.0), HIDDEN), lambda m, x: m.train_step(x)),
+    (lambda: LabelConditionedAAE(priors.GaussianMixture(10), HIDDEN),
+     lambda m, x: m.train_step(x, torch.tensor([0, 3, 10, 10] * 4))),
+    (lambda: SupervisedAAE(priors.Gaussian(15, 1.0), HIDDEN), lambda m, x: m.train_step(x, torch.arange(16) % 10)),
+])
 @pytest.mark.parametrize("keep, expected", [("opt_ae", {"encoder", "decoder"}), ("opt_d", {"discriminator"}),
                                             ("opt_g", {"encoder"})])
-def test_aae_phases_touch_only_their_parameters(keep, expected):
+def test_aae_phases_touch_only_their_parameters(make, step, keep, expected):
     torch.manual_seed(0)
-    model = only(AAE(priors.Gaussian(2, 5.0), HIDDEN), keep)
+    model = only(make(), keep)
     before = copy.deepcopy(model)
-    losses = model.train_step(torch.rand(16, 784))
+    losses = step(model, torch.rand(16, 784))
     assert set(losses) == {"reconstruction", "discriminator", "generator"}
     assert changed(before, model) == expected
 
 
-def test_label_conditioned_aae_uses_label_channels():
-    torch.manual_seed(0)
-    model = AAE(priors.GaussianMixture(10), HIDDEN, num_labels=10)
+def test_label_conditioned_aae_inputs_and_label_checks():
+    model = LabelConditionedAAE(priors.GaussianMixture(10), HIDDEN)
     assert model.discriminator[0].in_features == 2 + 11  # code + 10 digits + "no label"
-    labels = torch.tensor([0, 3, 10, 10])
-    model.train_step(torch.rand(4, 784), labels=labels)
-    with pytest.raises(ValueError, match="needs labels"):
-        model.train_step(torch.rand(4, 784))
+    assert model.decoder[0].in_features == 2
+    x = torch.rand(4, 784)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..10"):
+        model.train_step(x, torch.tensor([0, 1, 11, 2]))
+    with pytest.raises(ValueError, match="labels must lie"):
+        model.train_step(x, torch.tensor([-1, 1, 2, 2]))  # -1 is not "component 9"
+    with pytest.raises(ValueError, match="integer"):
+        model.train_step(x, torch.zeros(4))
     with pytest.raises(ValueError, match="components"):
-        AAE(priors.Gaussian(2), HIDDEN, num_labels=10)
+        LabelConditionedAAE(priors.Gaussian(2), HIDDEN)
 
 
-def test_supervised_aae_decoder_needs_classes():
-    model = AAE(priors.Gaussian(15, 1.0), HIDDEN, decoder_classes=10)
-    x, y = torch.rand(4, 784), torch.tensor([1, 2, 3, 4])
-    model.train_step(x, classes=y)
+def test_prior_refuses_labels_out_of_range():
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9"):
+        priors.GaussianMixture(10).sample(2, torch.tensor([-1, 3]))
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9"):
+        priors.SwissRoll(10).sample(1, torch.tensor([10]))
+
+
+def test_supervised_aae_decoder_takes_classes():
+    model = SupervisedAAE(priors.Gaussian(15, 1.0), HIDDEN)
+    assert model.decoder[0].in_features == 15 + 10 and model.discriminator[0].in_features == 15
+    y = torch.tensor([1, 2, 3, 4])
     assert model.decode(torch.zeros(4, 15), y).shape == (4, 784)
-    with pytest.raises(ValueError, match="needs the class"):
-        model.train_step(x)
+    assert model.generate(4, y).shape == (4, 784)
+    with pytest.raises(ValueError, match=r"classes must lie in 0..9"):
+        model.train_step(torch.rand(4, 784), torch.tensor([1, 2, 3, 10]))
 
 
 @pytest.mark.parametrize("keep, expected", [
@@ -72,6 +90,17 @@ def test_semi_supervised_phases_touch_only_their_parameters(keep, expected):
     losses = model.train_step(x, x[:8], torch.arange(8))
     assert "classification" in losses
     assert changed(before, model) == expected
+
+
+def test_classification_phase_needs_images_and_labels_together():
+    model = CategoricalAAE(10, 4, HIDDEN)
+    x = torch.rand(8, 784)
+    with pytest.raises(ValueError, match="both x_labelled and y_labelled"):
+        model.train_step(x, y_labelled=torch.arange(8))
+    with pytest.raises(ValueError, match="both x_labelled and y_labelled"):
+        model.train_step(x, x_labelled=x)
+    with pytest.raises(ValueError, match=r"y_labelled must lie in 0..9"):
+        model.train_step(x, x, torch.arange(8) + 5)
 
 
 def test_clustering_without_labels_has_no_classification_phase():
@@ -105,3 +134,11 @@ def test_vae_step_and_mixture_kl():
         assert torch.isfinite(losses["kl"]) and model.encode(torch.rand(3, 784)).shape == (3, 2)
     with pytest.raises(ValueError, match="density"):
         vae.VAE(priors.SwissRoll(), HIDDEN)
+
+
+def test_constructor_arguments_are_recorded():
+    model = CategoricalAAE(16, 5, HIDDEN, input_noise=0.0)
+    assert model.init_args["n_classes"] == 16 and model.init_args["input_noise"] == 0.0
+    assert model.init_args["z_std"] == 1.0  # defaults too
+    sup = SupervisedAAE(priors.Gaussian(15, 1.0), HIDDEN, n_classes=10)
+    assert set(sup.init_args) == {"prior", "hidden", "n_classes"}  # the outermost constructor's arguments

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from aae_tutorial import nets, priors
+from aae_tutorial import nets, priors, steps
 
 
 def test_paper_shapes_and_parameter_counts():
@@ -23,10 +23,12 @@ def test_mlp_rejects_bad_sizes(sizes):
 def test_reconstruction_losses():
     x = torch.rand(4, 784)
     logits = torch.logit(x.clamp(1e-4, 1 - 1e-4))
-    assert nets.reconstruction_loss(logits, x, "mse") < 1e-3
-    assert nets.reconstruction_loss(logits, x, "bce") > 0
+    assert steps.reconstruction_loss(logits, x, "mse") < 1e-3
+    assert steps.reconstruction_loss(logits, x, "bce") > 0
+    # BCE summed over pixels, averaged over the batch: an all-0.5 prediction costs 784 log 2 per image
+    assert steps.reconstruction_loss(torch.zeros(4, 784), torch.ones(4, 784)).item() == pytest.approx(784 * math.log(2))
     with pytest.raises(ValueError, match="'bce' or 'mse'"):
-        nets.reconstruction_loss(logits, x, "l1")
+        steps.reconstruction_loss(logits, x, "l1")
 
 
 def test_gaussian_and_uniform_moments():
@@ -39,7 +41,7 @@ def test_gaussian_and_uniform_moments():
 
 def test_mixture_components_and_assignment():
     torch.manual_seed(0)
-    p = priors.GaussianMixture(k=10, radius=4.0)
+    p = priors.GaussianMixture(n_components=10, radius=4.0)
     labels = torch.arange(10).repeat(1000)
     z = p.sample(len(labels), labels)
     assert (p.assign(z) == labels).float().mean() > 0.95
@@ -53,7 +55,7 @@ def test_mixture_components_and_assignment():
 
 def test_swiss_roll_segments_follow_labels():
     torch.manual_seed(0)
-    p = priors.SwissRoll(k=10, noise=0.0)
+    p = priors.SwissRoll(n_components=10, noise=0.0)
     labels = torch.arange(10).repeat(500)
     radius = p.sample(len(labels), labels).norm(dim=1)
     by_label = torch.stack([radius[labels == c].mean() for c in range(10)])
@@ -69,3 +71,15 @@ def test_priors_reject_bad_input():
         priors.GaussianMixture().sample(3, torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="non-negative int"):
         priors.Uniform().sample(-1)
+    with pytest.raises(ValueError, match="std > 0"):
+        priors.Gaussian(2, std=float("nan"))
+
+
+def test_frozen_stops_gradients_into_weights_and_restores_flags():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    b.bias.requires_grad_(False)
+    x = torch.randn(3, 2, requires_grad=True)
+    with steps.frozen(a, b):
+        b(a(x)).sum().backward()
+    assert a.weight.grad is None and x.grad is not None  # gradients flow through, not into
+    assert a.weight.requires_grad and not b.bias.requires_grad  # each flag restored as it was

@@ -1,7 +1,23 @@
+"""The training entry point: it learns, skips training when a checkpoint of the same run exists, never reuses a
+stale checkpoint, survives broken ones, and refuses bad input."""
+import multiprocessing
+import warnings
+
 import pytest
 import torch
 
-from aae_tutorial import mode, nets, train
+from aae_tutorial import checkpoints, mode, nets, steps, train
+from aae_tutorial.aae import AAE
+from aae_tutorial.categorical import CategoricalAAE
+from aae_tutorial.priors import Gaussian
+
+QUICK = mode.RunMode("quick", "test")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path))
+    return tmp_path
 
 
 def test_run_mode(monkeypatch):
@@ -13,77 +29,191 @@ def test_run_mode(monkeypatch):
     with pytest.raises(ValueError, match="AAE_MODE must be one of"):
         mode.run_mode()
     monkeypatch.delenv("AAE_MODE")
-    assert mode.run_mode().name == ("full" if torch.cuda.is_available() else "quick")
-    assert "set AAE_MODE" in str(mode.run_mode())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert mode.run_mode().name == "full" and "set AAE_MODE=quick" in str(mode.run_mode())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mode.run_mode().name == "quick"
+
+
+def test_tests_run_in_quick_mode_unless_told_otherwise():
+    assert mode.run_mode().name == "quick"  # tests/conftest.py pins it, also on a CUDA machine
 
 
 def test_minibatches_cover_every_index_once():
     batches = list(train.minibatches(1000, 100, "cpu"))
     assert len(batches) == 10 and torch.equal(torch.cat(batches).sort().values, torch.arange(1000))
+    assert [len(b) for b in train.minibatches(250, 100, "cpu")] == [100, 100]  # the incomplete batch is dropped
     with pytest.raises(ValueError, match="batch_size"):
         list(train.minibatches(10, 100, "cpu"))
 
 
-def _tiny_autoencoder(x):
-    enc, dec = nets.encoder(2, (32,)), nets.decoder(2, (32,))
-    opt = train.adam([*enc.parameters(), *dec.parameters()], lr=1e-2)
+class TinyAE(torch.nn.Module):
+    def __init__(self, lr: float = 1e-2) -> None:
+        super().__init__()
+        self.enc, self.dec = nets.encoder(2, (32,)), nets.decoder(2, (32,))
+        self.opt = train.adam(self.parameters(), lr=lr)
 
+
+def tiny_step(model, x):
     def step(idx):
-        loss = nets.reconstruction_loss(dec(enc(x[idx])), x[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = steps.reconstruction_loss(model.dec(model.enc(x[idx])), x[idx])
+        steps.update(model.opt, loss)
         return {"loss": loss}
+    return step
 
-    return enc, dec, step
 
-
-def test_loss_decreases_on_a_small_batch():
+def patterns(n=200):
     torch.manual_seed(0)
     prototypes = (torch.rand(4, 784) > 0.7).float()  # 4 patterns: compressible into a 2-D code
-    x = prototypes[torch.arange(200) % 4]
-    _, _, step = _tiny_autoencoder(x)
-    history = train.fit(step, len(x), epochs=15, batch_size=50)
-    assert history.epochs == 15 and len(history.losses["loss"]) == 15
-    assert history.losses["loss"][-1] < 0.5 * history.losses["loss"][0]
-    with pytest.raises(ValueError, match="epochs"):
-        train.fit(step, len(x), epochs=0)
+    return prototypes[torch.arange(n) % 4]
 
 
-def test_train_or_load_skips_training_when_checkpoint_exists(tmp_path, monkeypatch):
-    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path))
+def test_fit_learns_and_logs_every_epoch():
+    x = patterns()
+    model = TinyAE()
+    run = train.fit("tiny", model, tiny_step(model, x), x, 15, QUICK, "cpu", batch_size=50)
+    assert run.history.epochs == 15 and len(run.history.losses["loss"]) == 15 and not run.from_checkpoint
+    assert run.history.losses["loss"][-1] < 0.5 * run.history.losses["loss"][0]
+
+
+def test_fit_loads_the_checkpoint_of_the_same_run(cache):
+    x = patterns(100)
     torch.manual_seed(0)
-    x = torch.rand(100, 784)
-    enc, dec, step = _tiny_autoencoder(x)
-    quick = mode.RunMode("quick", "test")
-    calls = []
-
-    def fit_once():
-        calls.append(1)
-        return train.fit(step, len(x), epochs=2, batch_size=50)
-
-    first = train.train_or_load("tiny", {"a": 1}, {"enc": enc, "dec": dec}, fit_once, quick, "cpu")
-    assert not first.from_checkpoint and calls == [1]
-    assert not list(tmp_path.rglob("*.tmp"))  # written atomically, nothing left behind
-    enc2, dec2, _ = _tiny_autoencoder(x)
-    again = train.train_or_load("tiny", {"a": 1}, {"enc": enc2, "dec": dec2}, fit_once, quick, "cpu")
-    assert again.from_checkpoint and calls == [1]
-    assert again.history.losses == first.history.losses and again.wall_time_s == first.wall_time_s
-    assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), enc2.state_dict().values()))
-    train.train_or_load("tiny", {"a": 2}, {"enc": enc2, "dec": dec2}, fit_once, quick, "cpu")
-    assert calls == [1, 1]  # another config never reuses the checkpoint
+    first_model = TinyAE()
+    first = train.fit("tiny", first_model, tiny_step(first_model, x), x, 2, QUICK, "cpu", batch_size=50)
+    assert not list(cache.rglob("*.tmp"))  # written atomically, nothing left behind
+    again_model = TinyAE()
+    again = train.fit("tiny", again_model, tiny_step(again_model, x), x, 2, QUICK, "cpu", batch_size=50)
+    assert again.from_checkpoint and again.history.losses == first.history.losses
+    assert again.wall_time_s == first.wall_time_s and "loaded from a checkpoint" in again.describe()
+    assert all(torch.equal(a, b) for a, b in zip(first_model.state_dict().values(), again_model.state_dict().values()))
 
 
-def test_checkpoints_load_weights_only(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"modules": {}, "meta": {"f": print}}, path)  # a pickled function: code, not weights
-    with pytest.raises(Exception):
-        train.load_checkpoint(path, {})
+def _fit(model, x, step=None, epochs=1, config=None, run_mode=QUICK):
+    return train.fit("m", model, step or tiny_step(model, x), x, epochs, run_mode, "cpu", batch_size=50, config=config)
 
 
-def test_pick_device_and_seeding():
-    assert train.pick_device().type in ("cuda", "mps", "cpu")
+@pytest.mark.parametrize("change", ["init_args", "data", "step_source", "config", "mode", "epochs"])
+def test_any_change_to_the_run_trains_anew(change):
+    x = patterns(100)
+    _fit(TinyAE(), x)
+    model = TinyAE(lr=2e-2) if change == "init_args" else TinyAE()
+    data = x.flip(0) if change == "data" else x
+    def rewritten_step(idx):  # the same loss, written differently: still a different step
+        loss = 1.0 * steps.reconstruction_loss(model.dec(model.enc(data[idx])), data[idx])
+        steps.update(model.opt, loss)
+        return {"loss": loss}
+
+    step = rewritten_step if change == "step_source" else None
+    run = _fit(model, data, step, epochs=2 if change == "epochs" else 1, config={"x": 1} if change == "config" else None,
+               run_mode=mode.RunMode("full", "t") if change == "mode" else QUICK)
+    assert not run.from_checkpoint
+
+
+def test_key_covers_every_constructor_argument_and_the_prior():
+    x = patterns(100)
+    def key(model):
+        return checkpoints.key("k", model, lambda idx: {}, [x], {}, "quick")
+    assert key(CategoricalAAE(10, 4, (8,))) == key(CategoricalAAE(10, 4, (8,)))
+    assert key(CategoricalAAE(10, 4, (8,))) != key(CategoricalAAE(10, 4, (8,), input_noise=0.0))
+    assert key(CategoricalAAE(10, 4, (8,))) != key(CategoricalAAE(10, 4, (8,), z_std=5.0))
+    assert key(AAE(Gaussian(2, 5.0), (8,))) != key(AAE(Gaussian(2, 1.0), (8,)))
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", "truncated", "other model"])
+def test_unreadable_checkpoint_is_moved_aside_and_training_runs(cache, content):
+    x = patterns(100)
+    torch.manual_seed(0)
+    model = TinyAE()
+    _fit(model, x)
+    (path,) = cache.rglob("*.pt")
+    if content == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "other model":
+        other = torch.nn.Linear(3, 3)
+        torch.save({"model": other.state_dict(), "meta": {}}, path)
+    else:
+        path.write_bytes(content)
+    fresh = TinyAE()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.warns(UserWarning, match=rf"checkpoint {path} is unreadable .*moved it to .*\.corrupt"):
+        meta = checkpoints.load(path, fresh)
+    assert meta is None and not path.exists() and len(list(cache.rglob("*.corrupt"))) == 1
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())  # left as it was
+    assert not _fit(fresh, x).from_checkpoint and path.exists()  # and the run trained and saved again
+
+
+def test_checkpoint_with_pickled_code_is_never_executed(cache):
+    path = cache / "evil.pt"
+    torch.save({"model": {}, "meta": {"f": print}}, path)  # a pickled function: code, not weights
+    with pytest.warns(UserWarning, match="UnpicklingError"):
+        assert checkpoints.load(path, TinyAE()) is None
+
+
+def _write_concurrently(args):
+    path, seed = args
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(200, 200)
+    for _ in range(20):
+        checkpoints.save(path, model, {"seed": seed})
+    return {k: v for k, v in model.state_dict().items()}
+
+
+def test_concurrent_writers_never_mix_or_crash(cache):
+    path = cache / "shared.pt"
+    ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
+    with ctx.Pool(2) as pool:
+        states = pool.map(_write_concurrently, [(path, 0), (path, 1)])
+    model = torch.nn.Linear(200, 200)
+    meta = checkpoints.load(path, model)
+    assert meta["seed"] in (0, 1)
+    assert all(torch.equal(v, states[meta["seed"]][k]) for k, v in model.state_dict().items())
+    assert not list(cache.glob("*.tmp"))
+
+
+def test_non_finite_loss_stops_training_before_anything_is_saved(cache):
+    x = patterns(100)
+    model = TinyAE(lr=1e30)
+    with pytest.raises(train.NonFiniteLossError, match="loss became .* in epoch"):
+        _fit(model, x, epochs=5)
+    assert not list(cache.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.full((100, 784), float("nan")), "NaN"),
+    (torch.full((100, 784), 255.0), r"pixels in \[0, 1\]"),
+    (torch.rand(100, 28, 28), r"shape \(N, 784\)"),
+    (torch.randint(0, 2, (100, 784)), "float tensor"),
+])
+def test_fit_refuses_bad_images(images, message):
+    model = TinyAE()
+    with pytest.raises(ValueError, match=message):
+        train.fit("bad", model, lambda idx: {}, images, 1, QUICK, "cpu")
+
+
+@pytest.mark.parametrize("kw, message", [({"batch_size": 0}, "batch_size"), ({"batch_size": 101}, "batch_size"),
+                                         ({"epochs": 0}, "epochs"), ({"epochs": 1.5}, "epochs")])
+def test_fit_refuses_bad_sizes(kw, message):
+    x = patterns(100)
+    model = TinyAE()
+    args = {"epochs": 1, "batch_size": 50, **kw}
+    with pytest.raises(ValueError, match=message):
+        train.fit("bad", model, tiny_step(model, x), x, args["epochs"], QUICK, "cpu", batch_size=args["batch_size"])
+
+
+def test_pick_device_follows_what_is_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train.pick_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert train.pick_device().type == "cpu"
+
+
+def test_seeding_repeats_a_run():
     train.seed_everything(7)
     a = torch.rand(3)
     train.seed_everything(7)
     assert torch.equal(a, torch.rand(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.seed_everything(8)

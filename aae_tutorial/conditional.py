@@ -1,0 +1,96 @@
+"""Two AAEs that use labels: the label-conditioned discriminator of paper section 4 and the supervised AAE of
+section 5. Both are the AAE of section 2 with one extra one-hot input, in a different place."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from . import nets
+from .aae import AAE
+from .priors import Prior, capturing
+from .steps import frozen, gan_loss, reconstruction_loss, update
+
+
+def check_classes(y: Tensor, n_classes: int, what: str) -> None:
+    """Refuse a label tensor that is not integer or has values outside 0..n_classes-1 (checked outside graphs)."""
+    if y.dtype not in (torch.int64, torch.int32) or y.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D integer tensor, got {y.dtype} {tuple(y.shape)}")
+    if len(y) and not capturing(y) and not (0 <= int(y.min()) and int(y.max()) < n_classes):
+        raise ValueError(f"{what} must lie in 0..{n_classes - 1}, got values from {int(y.min())} to {int(y.max())}")
+
+
+class LabelConditionedAAE(AAE):
+    """The discriminator also sees a one-hot label with one extra "no label" class (section 4, figure 3).
+
+    A labelled image of digit c must put its code in component c of the prior; an unlabelled one (label
+    ``n_classes``) only has to land somewhere in the prior.
+    """
+
+    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN) -> None:
+        if not prior.n_components:
+            raise ValueError(f"a label-conditioned AAE needs a prior with components, got {prior!r}")
+        self.n_classes = prior.n_components
+        self.discriminator_extra = self.n_classes + 1  # the digits + "no label"
+        super().__init__(prior, hidden)
+
+    def train_step(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """One minibatch x (B, 784) with ``labels`` (B,): a digit, or ``n_classes`` for "no label"."""
+        check_classes(labels, self.n_classes + 1, "labels")
+        one_hot = F.one_hot(labels, self.n_classes + 1).float()  # (B, n_classes + 1)
+        # Phase 1, reconstruction.
+        loss_rec = reconstruction_loss(self.decoder(self.encoder(x)), x)
+        update(self.opt_ae, loss_rec)
+
+        # Phase 2a: real codes come from the label's component; unlabelled ones from a random component.
+        random_component = torch.randint_like(labels, self.n_classes)
+        component = torch.where(labels == self.n_classes, random_component, labels)
+        z_real = self.prior.sample(len(x), component)  # (B, 2)
+        with torch.no_grad():
+            z_fake = self.encoder(x)
+        loss_d = (gan_loss(self.discriminator(torch.cat([z_real, one_hot], 1)), True)
+                  + gan_loss(self.discriminator(torch.cat([z_fake, one_hot], 1)), False))
+        update(self.opt_d, loss_d)
+
+        # Phase 2b: the encoder fools the label-aware discriminator.
+        with frozen(self.discriminator):
+            loss_g = gan_loss(self.discriminator(torch.cat([self.encoder(x), one_hot], 1)), True)
+        update(self.opt_g, loss_g)
+        return {"reconstruction": loss_rec, "discriminator": loss_d, "generator": loss_g}
+
+
+class SupervisedAAE(AAE):
+    """The decoder gets the one-hot class as well as the code, so the code is left to carry the style
+    (section 5, figure 6)."""
+
+    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, n_classes: int = 10) -> None:
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        self.n_classes = self.decoder_extra = n_classes
+        super().__init__(prior, hidden)
+
+    def train_step(self, x: Tensor, classes: Tensor) -> dict[str, Tensor]:
+        """One minibatch x (B, 784) with its ``classes`` (B,)."""
+        check_classes(classes, self.n_classes, "classes")
+        # Phase 1, reconstruction from the code *and* the class.
+        loss_rec = reconstruction_loss(self.decoder(torch.cat([self.encoder(x), self.one_hot(classes)], 1)), x)
+        update(self.opt_ae, loss_rec)
+
+        # Phase 2, regularisation, exactly as in the plain AAE: q(z) -> p(z), a prior that carries no label.
+        return {"reconstruction": loss_rec, **self.regularise(x)}
+
+    def one_hot(self, classes: Tensor) -> Tensor:
+        return F.one_hot(classes, self.n_classes).float()
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, classes: Tensor) -> Tensor:
+        """Images from styles (N, z_dim) and classes (N,): (N, 784) in [0, 1]."""
+        check_classes(classes, self.n_classes, "classes")
+        return torch.sigmoid(self.decoder(torch.cat([z, self.one_hot(classes)], 1)).float())
+
+    @torch.no_grad()
+    def generate(self, n: int, classes: Tensor) -> Tensor:
+        """n images of the given ``classes`` (n,) in random styles: (n, 784)."""
+        return self.decode(self.prior.sample(n), classes)

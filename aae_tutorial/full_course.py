@@ -1,0 +1,100 @@
+"""Execute the whole book at paper scale, chapter by chapter, in place: the command to run when a GPU is at hand.
+
+    python -m aae_tutorial.full_course                 # every chapter, AAE_MODE=full
+    python -m aae_tutorial.full_course 06 07           # only the chapters whose file names start so
+
+Each notebook is executed in place with ``AAE_MODE=full`` (nbclient, no cell time limit) from the ``book/`` folder, so
+it writes its results to ``book/results/``. Trained weights are checkpointed as each run finishes, so after an
+interruption the same command resumes: finished runs load in seconds. At the end ``book/results/full_course.json``
+records the device, the torch version and, for every chapter, its wall time and the model-epochs it trained (from the
+runs' log), with the total. A progress bar estimates the time left from the previous ``full_course.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .mode import describe_device
+from .results import load, write_json
+from .train import pick_device
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+#: The chapters in reading order (the appendices only render what the chapters wrote).
+CHAPTERS = ("00_introduction", "01_autoencoders", "02_vae", "03_aae", "04_labels", "05_supervised",
+            "06_semisupervised", "07_clustering", "08_dimensionality_reduction", "results", "appendix_performance")
+
+
+def execute(notebook: Path) -> None:
+    """Run every cell of ``notebook`` in a fresh kernel, from its own folder, and write it back in place."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(nb, timeout=None, kernel_name="python3",
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    nbformat.write(nb, notebook)
+
+
+def run(chapters: list[str], book: Path = BOOK, mode: str = "full") -> dict:
+    """Execute ``chapters`` in ``mode`` and record them in ``results/<mode>_course.json``; return its contents.
+
+    Chapters run earlier and not re-run now keep their entries, so re-running a few chapters updates the record.
+    """
+    out = book / "results" / f"{mode}_course.json"
+    entries = {c["chapter"]: c for c in load(out)["chapters"]} if out.exists() else {}
+    os.environ.update(AAE_MODE=mode, AAE_PROGRESS="0")
+    os.environ.pop("AAE_RESULTS_DIR", None)  # the chapters write into book/results
+    device = describe_device(pick_device())
+    estimate = sum(entries[c]["wall_time_s"] for c in chapters if c in entries)
+    bar = tqdm(total=round(estimate) or None, unit="s", desc=f"{mode} course (estimate from the last run)")
+    for chapter in chapters:
+        bar.set_postfix_str(chapter)
+        with tempfile.NamedTemporaryFile(suffix=".jsonl") as log:
+            os.environ["AAE_RUN_LOG"] = log.name
+            start = time.perf_counter()
+            execute(book / f"{chapter}.ipynb")
+            seconds = time.perf_counter() - start
+            runs = [json.loads(line) for line in Path(log.name).read_text().splitlines()]
+        trained = [r for r in runs if not r["from_checkpoint"]]
+        bar.update(round(entries[chapter]["wall_time_s"] if chapter in entries else seconds))
+        entries[chapter] = {"chapter": chapter, "wall_time_s": round(seconds, 1), "device": device,
+                            "date": time.strftime("%Y-%m-%d"), "runs": len(runs),
+                            "runs_loaded_from_checkpoints": len(runs) - len(trained),
+                            "model_epochs_trained": sum(r["epochs"] for r in trained)}
+        tqdm.write(f"{chapter}: {seconds:.0f} s, {len(trained)} runs trained, {len(runs) - len(trained)} loaded")
+    bar.close()
+    os.environ.pop("AAE_RUN_LOG", None)
+    report = {"experiment": f"{mode}_course", "mode": mode, "device": device, "torch": torch.__version__,
+              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+              "chapters": list(entries.values()),
+              "total_wall_time_s": round(sum(c["wall_time_s"] for c in entries.values()), 1),
+              "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values())}
+    write_json(out, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("chapters", nargs="*", help="prefixes of the chapters to run (default: all, in order)")
+    p.add_argument("--mode", choices=("full", "quick"), default="full", help="the run mode (default: full)")
+    args = p.parse_args(argv)
+    chosen = [c for c in CHAPTERS if not args.chapters or any(c.startswith(a) for a in args.chapters)]
+    if not chosen:
+        p.error(f"no chapter starts with {args.chapters}; the chapters are {', '.join(CHAPTERS)}")
+    if args.mode == "full" and pick_device().type != "cuda":
+        print("warning: no CUDA GPU found; paper scale on this device will take a very long time")
+    report = run(chosen, mode=args.mode)
+    print(f"wrote {BOOK / 'results' / f'{args.mode}_course.json'}: {report['total_wall_time_s']:.0f} s in all, "
+          f"{report['total_model_epochs_trained']} model-epochs trained")
+
+
+if __name__ == "__main__":
+    main()
