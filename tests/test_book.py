@@ -47,6 +47,8 @@ def test_notebook_committed_executed_with_figures_and_no_errors(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), "every code cell must be executed"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"], "no error outputs"
+    stderr = [o.text[:200] for c in code for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"warnings or logs printed into the page: {stderr}"
     assert outputs(nb, "image/png"), "at least one figure"
     assert any("Run mode:" in t for t in outputs(nb, "stream")), "states the mode it ran in"
     assert any("Device:" in t for t in outputs(nb, "stream")), "states the device"
