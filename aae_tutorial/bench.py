@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import data, engine, metrics, priors
+from . import data, engine, metrics, priors, tables
 from .aae import AAE
 from .categorical import CategoricalAAE
 from .mode import describe_device
@@ -240,6 +240,24 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
                                     **check_equal(dev, hidden, check_epochs, mnist, root, precisions)}
         log(json.dumps(report["equality_check"], indent=1))
     return report
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: the speed table (with the run's settings in a note) and the equality check."""
+    rows = [[r["model"], r["variant"], f"unavailable ({r['unavailable']})"] if "unavailable" in r else
+            [r["model"], r["variant"], f"{r['samples_per_s']:,.0f}", f"{r['s_per_epoch']:.1f}",
+             f"{r['speedup']:.2f}×" if "speedup" in r else "–"] for r in report["rows"]]
+    models = "; ".join(f"{k} = {v}" for k, v in report["models"].items())
+    note = (f"{report['device']} · torch {report['torch']} · Python {report['python']} · {report['cpu_threads']} CPU "
+            f"threads · batch {report['batch_size']} · {report['steps']} timed steps per variant · {report['date']}. "
+            f"Models: {models}. Speed-ups are over the reference loop of the same model, device and run.")
+    out = tables.markdown(["model", "loop", "samples/s", "s/epoch (60k)", "speed-up"], rows, note=note)
+    if check := report.get("equality_check"):
+        rows = [[k, f"{v['test_recon_bce']:.2f}", f"{v['mmd_to_prior']:.4f}", f"{v['mmd_noise_floor']:.4f}"]
+                for k, v in check.items() if k != "epochs"]
+        header = [f"after {check['epochs']} epoch(s)", "test reconstruction BCE", "MMD² to prior", "noise floor"]
+        out += "\n\n" + tables.markdown(header, rows)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .mode import describe_device
+from . import tables
 from .results import load, write_json
 from .train import pick_device
 
@@ -79,6 +80,16 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full") -> dict:
               "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values())}
     write_json(out, report)
     return report
+
+
+def markdown(record: dict) -> str:
+    """A course record as a Markdown table: each chapter's wall time and what it trained, with the total."""
+    rows = [[c["chapter"], f"{c['wall_time_s']:.0f} s", c["model_epochs_trained"], c["runs_loaded_from_checkpoints"]]
+            for c in record["chapters"]]
+    rows.append(["**total**", f"**{record['total_wall_time_s']:.0f} s**", record["total_model_epochs_trained"], ""])
+    note = f"{record['mode']} mode on {record['device']}, torch {record['torch']}, {record['date']}."
+    header = ["chapter", "wall time", "model-epochs trained", "runs loaded from checkpoints"]
+    return tables.markdown(header, rows, f"The whole book, {record['mode']} mode", note)
 
 
 def main(argv: list[str] | None = None) -> None:

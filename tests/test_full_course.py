@@ -43,6 +43,9 @@ def test_full_course_executes_counts_and_resumes(tmp_path, monkeypatch):
     assert saved["chapters"][0]["model_epochs_trained"] == 3 and saved["total_model_epochs_trained"] == 3
     assert saved["total_wall_time_s"] == round(sum(c["wall_time_s"] for c in saved["chapters"]), 1)
 
+    table = full_course.markdown(saved)
+    assert "| a |" in table and "| **total** |" in table and "| 3 |" in table and "quick" not in table
+
     again = full_course.run(["a"], book)  # after an interruption: the finished run loads from its checkpoint
     assert again["chapters"][0]["runs_loaded_from_checkpoints"] == 1 and again["total_model_epochs_trained"] == 0
     assert [c["chapter"] for c in again["chapters"]] == ["a", "b"]  # b keeps its entry from the first run

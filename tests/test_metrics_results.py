@@ -181,6 +181,9 @@ def test_benchmark_rows_are_consistent_at_tiny_size():
             assert r["speedup"] == pytest.approx(r["samples_per_s"] / ref["samples_per_s"], rel=1e-2)
         else:
             assert "speedup" not in r
+    text = bench.markdown(report)
+    assert "| aae | package fp32 + whole-step CUDA graph | unavailable (CUDA graphs need a CUDA GPU) |  |  |" in text
+    assert f"| aae | reference (DataLoader + per-batch .to) | {ref['samples_per_s']:,.0f} |" in text
     bf16_row = rows["aae", "package bf16 autocast"]
     assert ("unavailable" in bf16_row) != engine.bf16_supported("cpu")  # measured only where the CPU has bf16 units
 
