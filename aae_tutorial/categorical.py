@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from . import metrics, nets
 from .checkpoints import RecordsInit
-from .conditional import check_classes
+from .priors import check_classes
 from .steps import frozen, gan_loss, reconstruction_loss, update
 from .train import Run, adam
 

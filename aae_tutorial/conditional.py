@@ -10,16 +10,8 @@ from torch.nn import functional as F
 
 from . import nets
 from .aae import AAE
-from .priors import Prior, capturing
+from .priors import Prior, check_classes
 from .steps import frozen, gan_loss, reconstruction_loss, update
-
-
-def check_classes(y: Tensor, n_classes: int, what: str) -> None:
-    """Refuse a label tensor that is not integer or has values outside 0..n_classes-1 (checked outside graphs)."""
-    if y.dtype not in (torch.int64, torch.int32) or y.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D integer tensor, got {y.dtype} {tuple(y.shape)}")
-    if len(y) and not capturing(y) and not (0 <= int(y.min()) and int(y.max()) < n_classes):
-        raise ValueError(f"{what} must lie in 0..{n_classes - 1}, got values from {int(y.min())} to {int(y.max())}")
 
 
 class LabelConditionedAAE(AAE):

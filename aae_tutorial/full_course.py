@@ -1,13 +1,16 @@
-"""Execute the whole book at paper scale, chapter by chapter, in place: the command to run when a GPU is at hand.
+"""Execute the whole book, chapter by chapter, in place: at paper scale, the command to run when a GPU is at hand.
 
     python -m aae_tutorial.full_course                 # every chapter, AAE_MODE=full
     python -m aae_tutorial.full_course 06 07           # only the chapters whose file names start so
+    python -m aae_tutorial.full_course --mode quick    # the quick-mode book, as committed from a CPU
 
-Each notebook is executed in place with ``AAE_MODE=full`` (nbclient, no cell time limit) from the ``book/`` folder, so
-it writes its results to ``book/results/``. Trained weights are checkpointed as each run finishes, so after an
-interruption the same command resumes: finished runs load in seconds. At the end ``book/results/full_course.json``
+Each notebook is executed in place (nbclient, no cell time limit) from the ``book/`` folder, so it writes its results
+to ``book/results/``. Trained weights are checkpointed as each run finishes, so after an interruption the same command
+resumes: finished runs load in seconds. ``book/results/full_course.json`` (``quick_course.json`` in quick mode)
 records the device, the torch version and, for every chapter, its wall time and the model-epochs it trained (from the
-runs' log), with the total. A progress bar estimates the time left from the previous ``full_course.json``.
+runs' log), with the total; re-running some chapters updates their entries. A progress bar estimates the time left
+from the previous record. The executed notebooks carry no training progress bars (``AAE_PROGRESS=0``): the static
+book cannot render them.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .mode import describe_device
 from . import tables
+from .mode import describe_device
 from .results import load, write_json
 from .train import pick_device
 

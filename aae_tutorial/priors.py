@@ -18,6 +18,17 @@ def capturing(t: Tensor) -> bool:
     return t.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
+def check_classes(y: Tensor, n_classes: int, what: str) -> None:
+    """Refuse a label tensor that is not 1-D integer or has values outside 0..n_classes-1, saying which values it has.
+    The range is read back once (one host sync), and not at all while a CUDA graph is being recorded."""
+    if y.dtype not in (torch.int64, torch.int32) or y.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D integer tensor, got {y.dtype} {tuple(y.shape)}")
+    if len(y) and not capturing(y):
+        lo, hi = torch.stack(torch.aminmax(y)).tolist()
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"{what} must lie in 0..{n_classes - 1}, got values from {lo} to {hi}")
+
+
 class Prior:
     """Base class: ``dim`` is the code size, ``n_components`` the number of label-addressable parts (0 if none)."""
 
@@ -34,11 +45,9 @@ class Prior:
         if labels is not None:
             if not self.n_components:
                 raise ValueError(f"{type(self).__name__} has no components, so it cannot be sampled by label")
-            if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
-                raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
-            if n and not capturing(labels) and not (0 <= int(labels.min()) and int(labels.max()) < self.n_components):
-                raise ValueError(f"labels must lie in 0..{self.n_components - 1}, got values from "
-                                 f"{int(labels.min())} to {int(labels.max())}")
+            if labels.shape != (n,):
+                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            check_classes(labels, self.n_components, "labels")
         return self._sample(n, labels)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
