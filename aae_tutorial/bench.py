@@ -2,7 +2,8 @@
 
 Run ``python -m aae_tutorial.bench --out book/results/bench_cpu.json`` (or ``--device cuda``). Both loops train the
 paper's 784-1000-1000-8 AAE (chapter 3) with batch 100 and three Adam optimisers, in one process on one device; the
-package's step is also timed for chapter 6's categorical AAE. The report gives samples/s, s/epoch and the speed-up of
+package's step is also timed for chapter 6's categorical AAE, and both as batched ensembles of 9 models (a
+chapter's 3 seeds x 3 settings) trained as one. The report gives samples/s, s/epoch and the speed-up of
 each variant of the package step over the reference, and (unless ``--check-epochs 0``) the test metrics after
 ``--check-epochs`` epochs of each, to show that the speed costs no accuracy. Precision, compilation and CUDA graphs
 are applied from outside the model, through :mod:`aae_tutorial.engine`, exactly as training applies them.
@@ -132,22 +133,26 @@ def package_step(kind: str, model: torch.nn.Module, x: torch.Tensor, labelled: t
 
 
 def time_package(kind: str, device: torch.device, steps: int, hidden: int, x: torch.Tensor,
-                 precision: torch.dtype | None, compile_mode: str | None = None, graphs: bool = False) -> float:
-    """Samples per second of a package model's step, run by the engine's :class:`~aae_tutorial.engine.StepRunner`
-    on device-resident data with the losses kept on the device."""
-    model = make_package_model(kind, device, hidden, compile_mode)
+                 precision: torch.dtype | None, compile_mode: str | None = None, graphs: bool = False,
+                 members: int = 1) -> float:
+    """Samples per second (all members together) of a package model's step, run by the engine's
+    :class:`~aae_tutorial.engine.StepRunner` on device-resident data with the losses kept on the device. With
+    ``members > 1`` that many models train as one batched ensemble (:func:`aae_tutorial.engine.stack`), each on its
+    own minibatch of 100."""
+    models = [make_package_model(kind, device, hidden, compile_mode) for _ in range(members)]
+    model = engine.stack(models) if members > 1 else models[0]
     step = engine.autocast(package_step(kind, model, x, x[:100]), device, precision)
     runner = engine.StepRunner(step, model, device, kind, graphs=graphs)
-    batches = minibatches(len(x), 100, device)
+    batches = zip(*(minibatches(len(x), 100, device) for _ in range(members)))
     for _ in range(engine.WARMUP_STEPS + 2 + (5 if compile_mode else 0)):  # warm-up, capture, compilation
-        runner(next(batches))
+        runner(torch.cat(next(batches)))
     runner.epoch_means(1)
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        runner(next(batches))
+        runner(torch.cat(next(batches)))
     runner.epoch_means(steps)  # the one read of the losses, as in training
-    return steps * 100 / (time.perf_counter() - start)
+    return steps * 100 * members / (time.perf_counter() - start)
 
 
 def check_equal(device: torch.device, hidden: int, epochs: int, mnist: data.MNIST, root: Path,
@@ -184,18 +189,25 @@ def check_equal(device: torch.device, hidden: int, epochs: int, mnist: data.MNIS
     return {k: {m: round(v, 5) for m, v in d.items()} for k, d in out.items()}
 
 
-def variants(device: torch.device, compile: bool) -> dict[str, tuple[torch.dtype | None, str | None, bool] | str]:
-    """The package variants: name -> (autocast dtype, torch.compile mode, whole-step graph), or the reason this
-    device cannot run it (reported as unavailable, never dropped)."""
+#: Members of the batched-ensemble rows: a chapter's 3 seeds x 3 settings.
+ENSEMBLE = 9
+
+
+def variants(device: torch.device, compile: bool) -> dict[str, tuple[torch.dtype | None, str | None, bool, int] | str]:
+    """The package variants: name -> (autocast dtype, torch.compile mode, whole-step graph, ensemble members), or
+    the reason this device cannot run it (reported as unavailable, never dropped)."""
     bf16 = torch.bfloat16 if engine.bf16_supported(device) else None
     no_bf16 = f"no bf16 matrix units on this {device.type}"
     no_cuda = "CUDA graphs need a CUDA GPU"
-    out = {"fp32": (None, None, False), "bf16 autocast": (bf16, None, False) if bf16 else no_bf16}
+    cuda = device.type == "cuda"
+    out = {"fp32": (None, None, False, 1), "bf16 autocast": (bf16, None, False, 1) if bf16 else no_bf16}
     if compile:
-        out[f"{'bf16 autocast' if bf16 else 'fp32'} + torch.compile"] = (bf16, "default", False)
-    out["fp32 + whole-step CUDA graph"] = (None, None, True) if device.type == "cuda" else no_cuda
-    if device.type == "cuda" and bf16:
-        out["bf16 autocast + whole-step CUDA graph"] = (bf16, None, True)
+        out[f"{'bf16 autocast' if bf16 else 'fp32'} + torch.compile"] = (bf16, "default", False, 1)
+    out["fp32 + whole-step CUDA graph"] = (None, None, True, 1) if cuda else no_cuda
+    if cuda and bf16:
+        out["bf16 autocast + whole-step CUDA graph"] = (bf16, None, True, 1)
+    out[f"fp32, batched ensemble of {ENSEMBLE}"] = (None, None, False, ENSEMBLE)
+    out[f"fp32 + whole-step CUDA graph, batched ensemble of {ENSEMBLE}"] = (None, None, True, ENSEMBLE) if cuda else no_cuda
     return out
 
 
@@ -212,7 +224,8 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
     }
     ref_sps = time_reference(dev, steps, hidden, root)
     log(f"reference loop: {ref_sps:,.0f} samples/s")
-    rows = [{"model": "aae", "variant": "reference (DataLoader + per-batch .to)", "samples_per_s": round(ref_sps, 1),
+    rows = [{"model": "aae", "variant": "reference (DataLoader + per-batch .to)", "members": 1,
+             "samples_per_s": round(ref_sps, 1),
              "s_per_epoch": round(60_000 / ref_sps, 2), "speedup": 1.0}]
     for kind in MODELS:
         for name, spec in variants(dev, compile).items():
@@ -220,14 +233,15 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
             if isinstance(spec, str):
                 rows.append({"model": kind, "variant": label, "unavailable": spec})
                 continue
-            precision, compile_mode, graphs = spec
+            precision, compile_mode, graphs, members = spec
             try:
-                sps = time_package(kind, dev, steps, hidden, mnist.x_train, precision, compile_mode, graphs)
+                sps = time_package(kind, dev, steps, hidden, mnist.x_train, precision, compile_mode, graphs, members)
             except Exception as e:  # noqa: BLE001 - e.g. no working compiler: report, go on
                 log(f"{kind}, {label}: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
                 rows.append({"model": kind, "variant": label, "unavailable": type(e).__name__})
                 continue
-            row = {"model": kind, "variant": label, "samples_per_s": round(sps, 1), "s_per_epoch": round(60_000 / sps, 2)}
+            row = {"model": kind, "variant": label, "members": members, "samples_per_s": round(sps, 1),
+                   "s_per_epoch": round(60_000 * members / sps, 2)}
             if kind == "aae":
                 row["speedup"] = round(sps / ref_sps, 2)
             rows.append(row)
@@ -244,13 +258,18 @@ def run(device: str = "cpu", steps: int = 50, hidden: int = 1000, compile: bool 
 
 def markdown(report: dict) -> str:
     """The report as Markdown: the speed table (with the run's settings in a note) and the equality check."""
+    def speed(r: dict) -> list[str]:
+        members = r.get("members", 1)
+        sps = f"{r['samples_per_s']:,.0f}" + (f" ({r['samples_per_s'] / members:,.0f} per model)" if members > 1 else "")
+        return [sps, f"{r['s_per_epoch']:.1f}", f"{r['speedup']:.2f}×" if "speedup" in r else "–"]
+
     rows = [[r["model"], r["variant"], f"unavailable ({r['unavailable']})"] if "unavailable" in r else
-            [r["model"], r["variant"], f"{r['samples_per_s']:,.0f}", f"{r['s_per_epoch']:.1f}",
-             f"{r['speedup']:.2f}×" if "speedup" in r else "–"] for r in report["rows"]]
+            [r["model"], r["variant"], *speed(r)] for r in report["rows"]]
     models = "; ".join(f"{k} = {v}" for k, v in report["models"].items())
     note = (f"{report['device']} · torch {report['torch']} · Python {report['python']} · {report['cpu_threads']} CPU "
             f"threads · batch {report['batch_size']} · {report['steps']} timed steps per variant · {report['date']}. "
-            f"Models: {models}. Speed-ups are over the reference loop of the same model, device and run.")
+            f"Models: {models}. Speed-ups are over the reference loop of the same model, device and run. An "
+            f"ensemble's samples/s counts all its members, and its s/epoch is one epoch of every member.")
     out = tables.markdown(["model", "loop", "samples/s", "s/epoch (60k)", "speed-up"], rows, note=note)
     if check := report.get("equality_check"):
         rows = [[k, f"{v['test_recon_bce']:.2f}", f"{v['mmd_to_prior']:.4f}", f"{v['mmd_noise_floor']:.4f}"]

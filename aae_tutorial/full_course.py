@@ -36,14 +36,16 @@ CHAPTERS = ("00_introduction", "01_autoencoders", "02_vae", "03_aae", "04_labels
             "06_semisupervised", "07_clustering", "08_dimensionality_reduction", "results", "appendix_performance")
 
 
-def execute(notebook: Path) -> None:
-    """Run every cell of ``notebook`` in a fresh kernel, from its own folder, and write it back in place."""
+def execute(notebook: Path, stamp: dict) -> None:
+    """Run every cell of ``notebook`` in a fresh kernel, from its own folder, and write it back in place with
+    ``stamp`` (mode, device, date) as its ``aae_tutorial`` metadata: the tests read the mode from there."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    nb.metadata["aae_tutorial"] = stamp
     nbformat.write(nb, notebook)
 
 
@@ -64,7 +66,7 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full") -> dict:
         with tempfile.NamedTemporaryFile(suffix=".jsonl") as log:
             os.environ["AAE_RUN_LOG"] = log.name
             start = time.perf_counter()
-            execute(book / f"{chapter}.ipynb")
+            execute(book / f"{chapter}.ipynb", {"mode": mode, "device": device, "date": time.strftime("%Y-%m-%d")})
             seconds = time.perf_counter() - start
             runs = [json.loads(line) for line in Path(log.name).read_text().splitlines()]
         trained = [r for r in runs if not r["from_checkpoint"]]

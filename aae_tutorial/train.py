@@ -25,6 +25,10 @@ from .data import check_images
 from .mode import RunMode, describe_device
 
 
+Step = Callable[[Tensor], dict[str, Tensor]]
+EpochCallback = Callable[[int], dict[str, float]]
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite: training stopped and nothing was saved."""
 
@@ -54,12 +58,20 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-def minibatches(n: int, batch_size: int, device: torch.device | str) -> Iterator[Tensor]:
+def order_generator(device: torch.device | str) -> torch.Generator:
+    """The random generator of one run's data order, seeded from the global RNG (so :func:`seed_everything` fixes
+    it) and separate from it (so members of an ensemble keep the order their single runs would see)."""
+    seed = int(torch.randint(2**62, (), dtype=torch.int64))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def minibatches(n: int, batch_size: int, device: torch.device | str,
+                generator: torch.Generator | None = None) -> Iterator[Tensor]:
     """Index tensors for one epoch over ``n`` examples in a fresh random order drawn on ``device``; the last
     incomplete batch is dropped, so every step sees ``batch_size`` examples."""
     if batch_size < 1 or n < batch_size:
         raise ValueError(f"need 1 <= batch_size <= n, got batch_size={batch_size}, n={n}")
-    order = torch.randperm(n, device=device)
+    order = torch.randperm(n, device=device, generator=generator)
     for i in range(0, n - n % batch_size, batch_size):
         yield order[i : i + batch_size]
 
@@ -86,7 +98,8 @@ class Run:
     """What a training run produced and where: the provenance every result in the book carries.
 
     ``wall_time_s`` is the time of the training run that produced the weights, also when they were loaded from a
-    checkpoint (then ``from_checkpoint`` is true).
+    checkpoint (then ``from_checkpoint`` is true). A model trained in a batched ensemble of ``ensemble`` members
+    (:func:`fit_seeds`) is credited with its share, 1/``ensemble``, of the ensemble's time.
     """
 
     name: str
@@ -97,36 +110,50 @@ class Run:
     epochs: int
     wall_time_s: float
     from_checkpoint: bool = False
+    ensemble: int = 1
 
     def describe(self) -> str:
-        trained = f"trained for {self.epochs} epochs in {self.wall_time_s:.1f} s ({self.mode} mode, {self.device})"
-        return f"{self.name}: {'loaded from a checkpoint, ' if self.from_checkpoint else ''}{trained}"
+        how = f"{self.epochs} epochs, {self.wall_time_s:.1f} s, {self.mode} mode, {self.device}"
+        if self.ensemble > 1:
+            how += f", its share of an ensemble of {self.ensemble}"
+        if self.from_checkpoint:
+            return f"{self.name}: loaded from a verified checkpoint of an earlier run ({how})"
+        return f"{self.name}: trained ({how})"
 
 
-def _train(step: Callable[[Tensor], dict[str, Tensor]], model: nn.Module, n: int, epochs: int, batch_size: int,
-           device: torch.device | str, on_epoch_end: Callable[[int], dict[str, float]] | None, desc: str) -> History:
+def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, device: torch.device | str,
+           orders: Sequence[torch.Generator], callbacks: Sequence[EpochCallback | None], desc: str,
+           members: Sequence[nn.Module] = ()) -> list[History]:
     """The epoch loop: ``step`` on every minibatch, one read of the summed losses per epoch, a finite check.
-    A progress bar shows the epochs unless ``AAE_PROGRESS=0`` (as in the executed book, which cannot render it)."""
-    history = History()
+
+    With one data order this trains ``model`` alone. With M orders, ``model`` is an ensemble
+    (:func:`aae_tutorial.engine.stack` of ``members``): each minibatch holds each member's own ``batch_size`` rows,
+    and the members' weights are copied out before their ``callbacks`` run. A progress bar shows the epochs unless
+    ``AAE_PROGRESS=0`` (as in the executed book, which cannot render it).
+    """
+    histories = [History() for _ in orders]
     runner = engine.StepRunner(step, model, device, desc)
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=os.environ.get("AAE_PROGRESS") == "0")
     for epoch in bar:
-        for idx in minibatches(n, batch_size, device):
-            runner(idx)
+        for idx in zip(*(minibatches(n, batch_size, device, g) for g in orders)):
+            runner(torch.cat(idx) if len(idx) > 1 else idx[0])
         means = runner.epoch_means(n // batch_size)
         bad = sorted(k for k, v in means.items() if not math.isfinite(v))
         if bad:
             raise NonFiniteLossError(f"{desc}: the {', '.join(bad)} loss became {means[bad[0]]} in epoch {epoch + 1}; "
                                      "training stopped and nothing was saved (lower the learning rates, or check "
                                      "the data)")
-        History.log(history.losses, means)
-        if on_epoch_end is not None:
-            model.eval()
-            history.log(history.metrics, on_epoch_end(epoch))
-            model.train()
-        history.epochs = epoch + 1
-        bar.set_postfix({k: f"{v:.3g}" for k, v in history.last().items()})
-    return history
+        if members:
+            engine.unstack_into(model, members)
+        for history, member, callback in zip(histories, members or [model], callbacks):
+            History.log(history.losses, means)
+            if callback is not None:
+                member.eval()
+                History.log(history.metrics, callback(epoch))
+                member.train()
+            history.epochs = epoch + 1
+        bar.set_postfix({k: f"{v:.3g}" for k, v in histories[0].last().items()})
+    return histories
 
 
 def _log_run(run: Run) -> None:
@@ -137,17 +164,7 @@ def _log_run(run: Run) -> None:
                                 "from_checkpoint": run.from_checkpoint, "mode": run.mode, "device": run.device}) + "\n")
 
 
-def fit(name: str, model: nn.Module, step: Callable[[Tensor], dict[str, Tensor]], data: Tensor | Sequence[Tensor],
-        epochs: int, mode: RunMode, device: torch.device | str, *, config: dict | None = None, batch_size: int = 100,
-        on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> Run:
-    """Train ``model`` for ``epochs`` passes of ``step(batch_indices)``, or load the checkpoint of this exact run.
-
-    ``data`` are the tensors ``step`` reads; the first holds the training images (N, 784) in [0, 1], and an epoch is
-    one pass over its N examples. The checkpoint key covers the model, the step's code, ``data``, ``config`` and the
-    mode, so changing any of them trains anew. ``step`` does one minibatch update and returns its losses as 0-d
-    tensors. ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode
-    while it runs. Prints what happened and returns the :class:`Run`.
-    """
+def _checked(data: Tensor | Sequence[Tensor], epochs: int, batch_size: int) -> tuple[Tensor, ...]:
     data = (data,) if isinstance(data, Tensor) else tuple(data)
     if not data:
         raise ValueError("data must hold at least the training images")
@@ -157,22 +174,103 @@ def fit(name: str, model: nn.Module, step: Callable[[Tensor], dict[str, Tensor]]
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be an int in 1..{n} (the number of training images), got {batch_size!r}")
+    return data
+
+
+def _loaded(name: str, config: dict, meta: dict) -> Run:
+    history = History(**meta["history"])
+    return Run(name, config, history, meta["mode"], meta["device"], history.epochs, meta["wall_time_s"], True,
+               meta.get("ensemble", 1))
+
+
+def _save(path, model: nn.Module, run: Run) -> None:
+    checkpoints.save(path, model, {"history": asdict(run.history), "mode": run.mode, "device": run.device,
+                                   "wall_time_s": run.wall_time_s, "ensemble": run.ensemble})
+
+
+def _finish(run: Run) -> Run:
+    _log_run(run)
+    print(run.describe())
+    return run
+
+
+def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor], epochs: int, mode: RunMode,
+        device: torch.device | str, *, config: dict | None = None, batch_size: int = 100,
+        on_epoch_end: EpochCallback | None = None) -> Run:
+    """Train ``model`` for ``epochs`` passes of ``step(batch_indices)``, or load the checkpoint of this exact run.
+
+    ``data`` are the tensors ``step`` reads; the first holds the training images (N, 784) in [0, 1], and an epoch is
+    one pass over its N examples. The checkpoint key covers the model, the step's code, ``data``, ``config`` and the
+    mode, so changing any of them trains anew. ``step`` does one minibatch update and returns its losses as 0-d
+    tensors. ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode
+    while it runs. Prints what happened and returns the :class:`Run`.
+    """
+    data = _checked(data, epochs, batch_size)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     path = checkpoints.path_for(name, checkpoints.key(name, model, step, data, config, mode.name))
     meta = checkpoints.load(path, model)
     if meta is not None:
-        history = History(**meta["history"])
-        run = Run(name, config, history, meta["mode"], meta["device"], history.epochs, meta["wall_time_s"], True)
+        run = _loaded(name, config, meta)
     else:
         model.train()
         start = time.perf_counter()
-        history = _train(step, model, n, epochs, batch_size, device, on_epoch_end, name)
+        history, = _train(step, model, len(data[0]), epochs, batch_size, device, [order_generator(device)],
+                          [on_epoch_end], name)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start)
-        checkpoints.save(path, model, {"history": asdict(history), "mode": run.mode, "device": run.device,
-                                       "wall_time_s": run.wall_time_s})
+        _save(path, model, run)
     model.eval()
-    _log_run(run)
-    print(run.describe())
-    return run
+    return _finish(run)
+
+
+def fit_seeds(name: str, make_model: Callable[[], nn.Module], make_step: Callable[[nn.Module], Step],
+              seeds: Sequence[int], data: Tensor | Sequence[Tensor], epochs: int, mode: RunMode,
+              device: torch.device | str, *, config: dict | None = None, batch_size: int = 100,
+              on_epoch_end: Callable[[nn.Module], EpochCallback] | None = None) -> list[tuple[nn.Module, Run]]:
+    """:func:`fit` once per seed, with the runs that are not yet checkpointed trained together as one batched
+    ensemble (:func:`aae_tutorial.engine.stack`): one step updates every seed's model.
+
+    For each seed the global RNG is seeded, ``make_model()`` builds the model and ``make_step(model)`` its step, as a
+    chapter would for one run. Each seed's model keeps its own initial weights, data order, checkpoint and
+    :class:`Run` (named ``<name>-seed<seed>``); ``on_epoch_end(model)`` makes each model's callback. With one seed
+    this trains exactly as :func:`fit` does, bit for bit; the logged losses of an ensemble are its members' means.
+    """
+    data = _checked(data, epochs, batch_size)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
+    config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
+    if len(seeds) > 1:
+        config["trained_with_seeds"] = list(seeds)
+    members = []  # (seed, model, step, checkpoint path, data order)
+    out: dict[int, tuple[nn.Module, Run]] = {}
+    for seed in seeds:
+        seed_everything(seed)
+        model = make_model()
+        step = make_step(model)
+        cfg = {"seed": seed, **config}
+        path = checkpoints.path_for(f"{name}-seed{seed}", checkpoints.key(f"{name}-seed{seed}", model, step, data,
+                                                                          cfg, mode.name))
+        meta = checkpoints.load(path, model)
+        if meta is not None:
+            model.eval()
+            out[seed] = model, _finish(_loaded(f"{name}-seed{seed}", cfg, meta))
+        else:
+            members.append((seed, model, path, order_generator(device)))
+    if members:
+        models = [m for _, m, _, _ in members]
+        ensemble = engine.stack(models).train()
+        start = time.perf_counter()
+        histories = _train(make_step(ensemble), ensemble, len(data[0]), epochs, batch_size, device,
+                           [g for *_, g in members], [on_epoch_end and on_epoch_end(m) for m in models],
+                           f"{name}, seeds {', '.join(str(s) for s, *_ in members)}", models)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        share = (time.perf_counter() - start) / len(models)
+        for (seed, model, path, _), history in zip(members, histories):
+            run = Run(f"{name}-seed{seed}", {"seed": seed, **config}, history, mode.name, describe_device(device),
+                      epochs, share, ensemble=len(models))
+            _save(path, model, run)
+            model.eval()
+            out[seed] = model, _finish(run)
+    return [out[s] for s in seeds]

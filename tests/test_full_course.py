@@ -35,6 +35,7 @@ def test_full_course_executes_counts_and_resumes(tmp_path, monkeypatch):
     first = full_course.run(["a", "b"], book)
     executed = nbformat.read(book / "a.ipynb", as_version=4)
     assert "full False" in executed.cells[0].outputs[-1]["text"]  # ran in full mode, trained in this run
+    assert executed.metadata["aae_tutorial"]["mode"] == "full"  # the stamp that tells the tests which mode it shows
     # no progress bar (a widget in a kernel, or text on stderr) in the book: only what the cell printed
     assert {(o.output_type, o.get("name")) for o in executed.cells[0].outputs} == {("stream", "stdout")}
     saved = json.loads((book / "results" / "full_course.json").read_text())

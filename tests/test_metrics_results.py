@@ -176,7 +176,9 @@ def test_benchmark_rows_are_consistent_at_tiny_size():
     for (model, _), r in rows.items():
         if "unavailable" in r:
             continue
-        assert r["samples_per_s"] > 0 and r["s_per_epoch"] == pytest.approx(60_000 / r["samples_per_s"], rel=1e-2)
+        members = r["members"]
+        assert r["samples_per_s"] > 0 and r["s_per_epoch"] == pytest.approx(60_000 * members / r["samples_per_s"],
+                                                                             rel=1e-2)
         if model == "aae":  # speed-ups are against the reference loop of the same model only
             assert r["speedup"] == pytest.approx(r["samples_per_s"] / ref["samples_per_s"], rel=1e-2)
         else:
@@ -184,6 +186,11 @@ def test_benchmark_rows_are_consistent_at_tiny_size():
     text = bench.markdown(report)
     assert "| aae | package fp32 + whole-step CUDA graph | unavailable (CUDA graphs need a CUDA GPU) |  |  |" in text
     assert f"| aae | reference (DataLoader + per-batch .to) | {ref['samples_per_s']:,.0f} |" in text
+    for model in ("aae", "categorical"):  # the batched ensemble is measured on every device, its graph on CUDA only
+        assert rows[model, f"package fp32, batched ensemble of {bench.ENSEMBLE}"]["members"] == bench.ENSEMBLE
+        assert "unavailable" in rows[model, f"package fp32 + whole-step CUDA graph, batched ensemble of {bench.ENSEMBLE}"]
+    ens = rows["aae", f"package fp32, batched ensemble of {bench.ENSEMBLE}"]
+    assert f"{ens['samples_per_s']:,.0f} ({ens['samples_per_s'] / bench.ENSEMBLE:,.0f} per model)" in text
     bf16_row = rows["aae", "package bf16 autocast"]
     assert ("unavailable" in bf16_row) != engine.bf16_supported("cpu")  # measured only where the CPU has bf16 units
 

@@ -85,7 +85,7 @@ def test_fit_loads_the_checkpoint_of_the_same_run(cache):
     again_model = TinyAE()
     again = train.fit("tiny", again_model, tiny_step(again_model, x), x, 2, QUICK, "cpu", batch_size=50)
     assert again.from_checkpoint and again.history.losses == first.history.losses
-    assert again.wall_time_s == first.wall_time_s and "loaded from a checkpoint" in again.describe()
+    assert again.wall_time_s == first.wall_time_s and "loaded from a verified checkpoint of an earlier run" in again.describe()
     assert all(torch.equal(a, b) for a, b in zip(first_model.state_dict().values(), again_model.state_dict().values()))
 
 

@@ -1,0 +1,135 @@
+"""Batched seed ensembles (engine.stack, train.fit_seeds) run the same algorithm as one model per seed: a one-member
+ensemble trains bit for bit like fit, each member of three matches its own single run, and every seed keeps its own
+checkpoint and provenance."""
+import pytest
+import torch
+
+from aae_tutorial import categorical, engine, mode, nets, priors, steps, train
+from aae_tutorial.aae import AAE
+from aae_tutorial.categorical import CategoricalAAE
+
+QUICK = mode.RunMode("quick", "test")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("AAE_PROGRESS", "0")
+    return tmp_path
+
+
+class PlainAE(torch.nn.Module):
+    """No randomness inside the step: a member's whole trajectory is fixed by its seed and its data order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.dec = nets.encoder(3, (24, 24)), nets.decoder(3, (24,))
+        self.opt = train.adam(self.parameters(), lr=3e-3)
+
+    def train_step(self, x):
+        loss = steps.reconstruction_loss(self.dec(self.enc(x)), x)
+        steps.update(self.opt, loss)
+        return {"reconstruction": loss}
+
+
+def images(n=300):
+    torch.manual_seed(123)
+    return (torch.rand(8, 784) > 0.6).float()[torch.randint(8, (n,))] * 0.9 + 0.05
+
+
+def weights(model):
+    return [v for v in model.state_dict().values()]
+
+
+def single(name, make, x, seed, epochs=2, on_epoch_end=None):
+    train.seed_everything(seed)
+    model = make()
+    run = train.fit(f"{name}-seed{seed}", model, lambda idx: model.train_step(x[idx]), x, epochs, QUICK, "cpu",
+                    config={"seed": seed}, batch_size=50, on_epoch_end=on_epoch_end and on_epoch_end(model))
+    return model, run
+
+
+@pytest.mark.parametrize("make", [lambda: AAE(priors.Gaussian(2, 5.0), (32, 32)),
+                                  lambda: CategoricalAAE(10, 4, (32, 32)), PlainAE], ids=["aae", "categorical", "ae"])
+def test_a_one_member_ensemble_trains_bit_for_bit_like_fit(make, tmp_path, monkeypatch):
+    x = images()
+    model, run = single("m", make, x, seed=7)
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path / "other"))  # no checkpoint to load: train again
+    (member, member_run), = train.fit_seeds("m", make, lambda m: (lambda idx: m.train_step(x[idx])), [7], x, 2,
+                                            QUICK, "cpu", batch_size=50)
+    assert not member_run.from_checkpoint and member_run.ensemble == 1
+    assert member_run.history.losses == run.history.losses
+    assert all(torch.equal(a, b) for a, b in zip(weights(member), weights(model)))
+
+
+def test_each_member_of_three_matches_its_own_single_run():
+    x = images()
+    track = lambda m: (lambda epoch: {"first_weight": m.enc[0].weight[0, 0].item()})  # noqa: E731
+    singles = [single("ae", PlainAE, x, seed, epochs=3, on_epoch_end=track) for seed in (0, 1, 2)]
+    # the singles' checkpoints have other keys (their config names no ensemble): this trains
+    members = train.fit_seeds("ae", PlainAE, lambda m: (lambda idx: m.train_step(x[idx])), [0, 1, 2], x, 3, QUICK,
+                              "cpu", batch_size=50, on_epoch_end=track)
+    for (model, run), (member, member_run) in zip(singles, members):
+        assert member_run.ensemble == 3 and member_run.config["seed"] == run.config["seed"]
+        assert member_run.history.metrics["first_weight"] == pytest.approx(run.history.metrics["first_weight"],
+                                                                          rel=1e-4, abs=1e-6)
+        for a, b in zip(weights(member), weights(model)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(members[0][0].enc[0].weight, members[1][0].enc[0].weight)  # seeds differ
+    mean = [sum(v) / 3 for v in zip(*(r.history.losses["reconstruction"] for _, r in singles))]
+    assert members[0][1].history.losses["reconstruction"] == pytest.approx(mean, rel=1e-4)  # the members' mean
+
+
+def test_fit_seeds_checkpoints_each_seed_and_trains_only_what_is_missing(capsys):
+    x = images()
+    make_step = lambda m: (lambda idx: m.train_step(x[idx]))  # noqa: E731
+    first = train.fit_seeds("ae", PlainAE, make_step, [0, 1], x, 1, QUICK, "cpu", batch_size=50)
+    again = train.fit_seeds("ae", PlainAE, make_step, [0, 1], x, 1, QUICK, "cpu", batch_size=50)
+    assert [r.from_checkpoint for _, r in again] == [True, True]
+    assert [r.wall_time_s for _, r in again] == [r.wall_time_s for _, r in first]
+    assert "its share of an ensemble of 2" in again[0][1].describe()
+    for (a, _), (b, _) in zip(first, again):
+        assert all(torch.equal(u, v) for u, v in zip(weights(a), weights(b)))
+    with pytest.raises(ValueError, match="distinct"):
+        train.fit_seeds("ae", PlainAE, make_step, [0, 0], x, 1, QUICK, "cpu", batch_size=50)
+
+
+def test_the_semisupervised_step_trains_as_an_ensemble():
+    x = images(200)
+    y = torch.randint(10, (200,))
+    errors = lambda m: categorical.error_tracker(m, {"test": (x, y)})  # noqa: E731
+    members = train.fit_seeds("semi", lambda: CategoricalAAE(10, 4, (32, 32)),
+                              lambda m: categorical.semisupervised_step(m, x, x[:20], y[:20]), [0, 1, 2], x, 2,
+                              QUICK, "cpu", batch_size=50, on_epoch_end=errors)
+    assert all(len(r.history.metrics["test_error"]) == 2 for _, r in members)
+    assert all(set(r.history.losses) == {"reconstruction", "discriminator", "generator", "classification"}
+               for _, r in members)
+
+
+def test_stack_refuses_what_it_cannot_batch():
+    with pytest.raises(ValueError, match="built alike"):
+        engine.stack([PlainAE(), AAE(priors.Gaussian(2, 5.0), (8,))])
+    with pytest.raises(ValueError, match="BatchNorm1d"):
+        engine.stack([torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))] * 2)
+    used = PlainAE()
+    used.train_step(images(10))
+    with pytest.raises(ValueError, match="already taken steps"):
+        engine.stack([used])
+    with pytest.raises(ValueError, match="multiple of 3"):
+        engine.stack([PlainAE() for _ in range(3)]).enc(torch.rand(4, 784))
+
+
+def test_stack_and_unstack_keep_each_members_weights():
+    models = [PlainAE() for _ in range(3)]
+    stacked = engine.stack(models)
+    x = torch.rand(3, 5, 784)
+    out = stacked.enc(x.reshape(15, 784)).reshape(3, 5, 3)
+    for m, (model, xm) in enumerate(zip(models, x)):
+        torch.testing.assert_close(out[m], model.enc(xm))  # member m sees only its own rows
+    copies = [PlainAE() for _ in range(3)]
+    engine.unstack_into(stacked, copies)
+    for a, b in zip(models, copies):
+        assert all(torch.equal(u, v) for u, v in zip(weights(a), weights(b)))
+    opt = stacked.opt
+    assert opt is not models[0].opt and {id(p) for g in opt.param_groups for p in g["params"]} == {
+        id(p) for p in stacked.parameters()}
