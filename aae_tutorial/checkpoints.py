@@ -1,8 +1,8 @@
 """Checkpoints that are never stale and never fatal.
 
 * The key of a checkpoint covers everything that decides the trained weights: the model's constructor arguments
-  (recorded by :class:`RecordsInit`), its architecture and optimiser settings, the source code of the model and of the
-  training step, a digest of the training data, the run's config and its mode.
+  (recorded by :class:`RecordsInit`), its architecture and optimiser settings, the source code of the model, of the
+  training step and of the training loop, a digest of the training data, the run's config and its mode.
 * A checkpoint is written to a temporary file of its own, fsynced, then renamed into place, so two processes that
   train the same model never mix their files.
 * An unreadable checkpoint is moved aside as ``*.corrupt`` with a warning that names it, and the caller retrains.
@@ -29,6 +29,8 @@ from .files import atomic_write
 
 #: Package modules whose code shapes every model: a change to any of them retrains.
 SHARED_MODULES = ("aae_tutorial.nets", "aae_tutorial.steps", "aae_tutorial.priors")
+#: The parts of the training loop that decide the weights (data order, epoch loop): a change to them retrains too.
+LOOP_FUNCTIONS = ("aae_tutorial.train:order_generator", "aae_tutorial.train:minibatches", "aae_tutorial.train:_train")
 
 
 class RecordsInit:
@@ -85,7 +87,9 @@ def _optimisers(model: nn.Module) -> dict[str, dict]:
 def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], config: dict, mode: str) -> str:
     """A 16-hex-digit digest of everything that decides the weights a run produces."""
     classes = [c for c in type(model).__mro__ if c.__module__.startswith("aae_tutorial")]
-    sources = [_source(c) for c in classes] + [_source(importlib.import_module(m)) for m in SHARED_MODULES] + [_source(step)]
+    loop = [getattr(importlib.import_module(m), f) for m, f in (spec.split(":") for spec in LOOP_FUNCTIONS)]
+    sources = [_source(c) for c in classes] + [_source(importlib.import_module(m)) for m in SHARED_MODULES] + [
+        _source(f) for f in loop] + [_source(step)]
     parts = {
         "name": name, "mode": mode, "config": config,
         "init_args": getattr(model, "init_args", None), "architecture": repr(model), "optimisers": _optimisers(model),

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -11,15 +13,40 @@ from . import tables
 from .mode import RunMode, describe_device, run_mode
 from .train import Run, pick_device, seed_everything
 
+#: Each chapter's measured wall time per mode, shipped with the package so that a chapter opened on Colab (without
+#: the repository's book/results) can say how long it will take. Written by :mod:`aae_tutorial.full_course`.
+TIMES = Path(__file__).resolve().parent / "course_times.json"
 
-def start(seed: int = 0) -> tuple[RunMode, torch.device]:
-    """Print the run mode (and why) and the device, seed everything, and set figure defaults."""
+
+def start(seed: int = 0, chapter: str | None = None) -> tuple[RunMode, torch.device]:
+    """Print the run mode (and why) and the device, seed everything, and set figure defaults.
+
+    In full mode, ``chapter`` (the notebook's name, e.g. ``"06_semisupervised"``) also prints how long the chapter
+    took when it was last measured at paper scale, and how to switch to quick mode instead.
+    """
     mode, device = run_mode(), pick_device()
     seed_everything(seed)
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.spines.top": False, "axes.spines.right": False})
     print(mode)
     print(f"Device: {describe_device(device)}")
+    if mode.full and chapter is not None:
+        print(expected_time(chapter))
     return mode, device
+
+
+def expected_time(chapter: str, path: Path | None = None) -> str:
+    """What a learner should expect from a full-mode run of ``chapter``, from the measured times in
+    ``course_times.json`` (written by :mod:`aae_tutorial.full_course`)."""
+    path = path or TIMES
+    times = json.loads(path.read_text()) if path.exists() else {}
+    switch = 'For a pass of minutes instead, run `%env AAE_MODE=quick` and then restart from the top.'
+    if measured := times.get("full", {}).get(chapter):
+        return (f"Expected time in full mode: about {measured['wall_time_s'] / 60:.0f} min, as measured on "
+                f"{measured['device']} ({measured['date']}). {switch}")
+    quick = times.get("quick", {}).get(chapter)
+    also = (f" In quick mode it took {quick['wall_time_s'] / 60:.0f} min on {quick['device']} ({quick['date']})."
+            if quick else "")
+    return f"Expected time in full mode: not measured yet for this chapter.{also} {switch}"
 
 
 def show_source(obj) -> Markdown:

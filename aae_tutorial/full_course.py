@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import tables
+from .course import TIMES
 from .mode import describe_device
 from .results import load, write_json
 from .train import pick_device
@@ -46,11 +47,16 @@ def execute(notebook: Path, stamp: dict) -> None:
     NotebookClient(nb, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
     nb.metadata["aae_tutorial"] = stamp
+    views = [o for cell in nb.cells for o in cell.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    if not views:  # widget state an earlier execution left behind (nbclient keeps it when no widget is shown now)
+        nb.metadata.pop("widgets", None)
     nbformat.write(nb, notebook)
 
 
-def run(chapters: list[str], book: Path = BOOK, mode: str = "full") -> dict:
+def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path | None = None) -> dict:
     """Execute ``chapters`` in ``mode`` and record them in ``results/<mode>_course.json``; return its contents.
+    Their wall times also go into ``times`` (by default the package's ``course_times.json``).
 
     Chapters run earlier and not re-run now keep their entries, so re-running a few chapters updates the record.
     """
@@ -84,7 +90,16 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full") -> dict:
               "total_wall_time_s": round(sum(c["wall_time_s"] for c in entries.values()), 1),
               "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values())}
     write_json(out, report)
+    write_times(report, times or TIMES)
     return report
+
+
+def write_times(record: dict, path: Path = TIMES) -> None:
+    """Merge a course record's per-chapter wall times into ``path`` (``course_times.json``)."""
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times.setdefault(record["mode"], {}).update(
+        {c["chapter"]: {k: c[k] for k in ("wall_time_s", "device", "date")} for c in record["chapters"]})
+    write_json(path, times)
 
 
 def markdown(record: dict) -> str:

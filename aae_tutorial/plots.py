@@ -6,6 +6,7 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -65,6 +66,13 @@ def manifold(decode: Callable[[Tensor], Tensor], lim: float | tuple[float, float
     return image_grid(images, nrow=n, ax=ax, title=title)
 
 
+def epoch_axis(ax: plt.Axes, label: str = "epoch") -> plt.Axes:
+    """Label the x axis as epochs, with whole-number ticks only."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)
+    return ax
+
+
 def loss_curves(history: History, ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
     """Per-epoch mean of each loss of a run; a log axis when the losses differ in size by more than 20 times, so
     that the small ones do not look flat."""
@@ -77,7 +85,7 @@ def loss_curves(history: History, ax: plt.Axes | None = None, title: str = "") -
     log = len(values) and (values > 0).all() and values.max() > 20 * values.min()
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.set_ylabel("mean loss per epoch" + (" (log scale)" if log else ""))
     ax.set_title(title)
     ax.legend()

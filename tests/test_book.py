@@ -1,6 +1,9 @@
 """The committed book: every notebook listed, executed, error-free, with figures, provenance and a Colab cell."""
-import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import nbformat
 import pytest
@@ -61,16 +64,42 @@ def test_training_chapters_state_epochs_and_wall_time(path):
     assert summaries and "**total**" in summaries[-1]
 
 
+VERSION = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # the one setting
+PINNED = f"aae-tutorial @ git+{CONFIG['repository']['url']}@v{VERSION}"
+
+
+def run_install_cell(source: str, monkeypatch, colab: bool, pip_exit: int = 0) -> list[list[str]]:
+    """Execute a notebook's install cell with a fake Colab module and a fake pip; return the pip commands run."""
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=pip_exit))
+    if colab:
+        monkeypatch.setitem(sys.modules, "google.colab", ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(TransformerManager().transform_cell(source), {})
+    return calls
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_first_code_cell_installs_on_colab_only(path):
+def test_first_code_cell_installs_this_books_version_on_colab_only_and_fails_loudly(path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    tree = ast.parse(TransformerManager().transform_cell(first.source))  # %pip -> get_ipython().run_line_magic(...)
-    guards = [n for n in tree.body if isinstance(n, ast.If)]
-    assert len(guards) == 1 and ast.unparse(guards[0].test) == "'google.colab' in sys.modules"
-    (install,) = guards[0].body  # the install is the only statement under the Colab guard
-    assert ast.unparse(install).startswith("get_ipython().run_line_magic('pip', 'install")
     assert not first.outputs
+    assert run_install_cell(first.source, monkeypatch, colab=False) == []  # elsewhere: nothing is installed
+    (pip,) = run_install_cell(first.source, monkeypatch, colab=True)
+    assert pip[1:5] == ["-m", "pip", "install", "-q"] and pip[-1] == PINNED  # pinned to pyproject's version
+    with pytest.raises(RuntimeError, match=r"Could not install .* run this cell again"):
+        run_install_cell(first.source, monkeypatch, colab=True, pip_exit=1)  # the notebook stops here
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_has_a_one_line_caption_under_it(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and any("image/png" in o.get("data", {}) for o in cell.outputs):
+            caption = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+            assert caption is not None and caption.cell_type == "markdown", f"cell {i}: no caption under the figure"
+            assert caption.source.startswith("**Figure.** ") and "\n" not in caption.source.strip(), caption.source
 
 
 #: The longest code line the book's column shows without clipping.

@@ -108,6 +108,13 @@ def test_page_renders_offline(site, browser, entry):
     page.screenshot(path=str(SHOTS / f"{Path(entry).name}.png"), full_page=True)
 
     assert not errors, f"console errors: {errors}"
+    searches = page.evaluate("[...document.querySelectorAll('.search-button-field')]"
+                             ".filter(e => e.getBoundingClientRect().width > 0).length")
+    assert searches == 1, f"{searches} search boxes on the page"
+    shrunk = page.evaluate("""[...document.querySelectorAll('article img')].filter(i => i.src.includes('/_images/'))
+        .map(i => [i.src.split('/').pop(), i.getBoundingClientRect().width / i.naturalWidth])
+        .filter(([, scale]) => scale < 0.7)""")
+    assert not shrunk, f"figures shrunk below 70 % to fit the column, their text too small to read: {shrunk}"
     broken = page.evaluate("[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
     assert not broken, f"images that did not load: {broken}"
     article = page.locator("article").inner_text()

@@ -3,7 +3,7 @@ import json
 
 import nbformat
 
-from aae_tutorial import full_course
+from aae_tutorial import course, full_course
 
 CELL = """
 import torch
@@ -32,7 +32,8 @@ def test_full_course_executes_counts_and_resumes(tmp_path, monkeypatch):
     nbformat.write(nb, book / "a.ipynb")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), book / "b.ipynb")
 
-    first = full_course.run(["a", "b"], book)
+    times = tmp_path / "course_times.json"
+    first = full_course.run(["a", "b"], book, times=times)
     executed = nbformat.read(book / "a.ipynb", as_version=4)
     assert "full False" in executed.cells[0].outputs[-1]["text"]  # ran in full mode, trained in this run
     assert executed.metadata["aae_tutorial"]["mode"] == "full"  # the stamp that tells the tests which mode it shows
@@ -47,8 +48,29 @@ def test_full_course_executes_counts_and_resumes(tmp_path, monkeypatch):
     table = full_course.markdown(saved)
     assert "| a |" in table and "| **total** |" in table and "| 3 |" in table and "quick" not in table
 
-    again = full_course.run(["a"], book)  # after an interruption: the finished run loads from its checkpoint
+    assert json.loads(times.read_text())["full"]["a"]["wall_time_s"] == saved["chapters"][0]["wall_time_s"]
+    again = full_course.run(["a"], book, times=times)  # after an interruption: the finished run loads from its checkpoint
     assert again["chapters"][0]["runs_loaded_from_checkpoints"] == 1 and again["total_model_epochs_trained"] == 0
     assert [c["chapter"] for c in again["chapters"]] == ["a", "b"]  # b keeps its entry from the first run
     assert again["chapters"][1] == saved["chapters"][1]
     assert "full True" in nbformat.read(book / "a.ipynb", as_version=4).cells[0].outputs[-1]["text"]
+
+
+def test_a_chapter_run_in_full_mode_states_its_measured_time(tmp_path, monkeypatch, capsys):
+    times = tmp_path / "course_times.json"
+    full_course.write_times({"mode": "quick", "chapters": [
+        {"chapter": "06_x", "wall_time_s": 150.0, "device": "cpu", "date": "2026-01-01"}]}, times)
+    assert course.expected_time("06_x", times).startswith(
+        "Expected time in full mode: not measured yet for this chapter. In quick mode it took 2 min on cpu")
+    full_course.write_times({"mode": "full", "chapters": [
+        {"chapter": "06_x", "wall_time_s": 183.0, "device": "cuda (H100)", "date": "2026-01-02"}]}, times)
+    message = course.expected_time("06_x", times)
+    assert message.startswith("Expected time in full mode: about 3 min, as measured on cuda (H100) (2026-01-02).")
+    assert "`%env AAE_MODE=quick`" in message
+    monkeypatch.setattr(course, "TIMES", times)
+    monkeypatch.setenv("AAE_MODE", "full")
+    course.start(chapter="06_x")
+    assert message in capsys.readouterr().out
+    monkeypatch.setenv("AAE_MODE", "quick")
+    course.start(chapter="06_x")
+    assert "Expected time" not in capsys.readouterr().out

@@ -110,6 +110,17 @@ def test_any_change_to_the_run_trains_anew(change):
     assert not run.from_checkpoint
 
 
+def test_key_covers_the_training_loop(monkeypatch):
+    x = patterns(100)
+    def key():
+        return checkpoints.key("k", TinyAE(), lambda idx: {}, [x], {}, "quick")
+    before = key()
+    def minibatches(n, batch_size, device, generator=None):  # e.g. a loop that no longer shuffles
+        yield from torch.arange(n - n % batch_size).split(batch_size)
+    monkeypatch.setattr(train, "minibatches", minibatches)
+    assert key() != before
+
+
 def test_key_covers_every_constructor_argument_and_the_prior():
     x = patterns(100)
     def key(model):
