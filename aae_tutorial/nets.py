@@ -9,20 +9,32 @@ from torch import nn
 PAPER_HIDDEN = (1000, 1000)
 
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes`` with ReLU in between and a linear output.
+def _checked(sizes: Sequence[int]) -> list[int]:
+    sizes = list(sizes)
+    if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
+        raise ValueError(f"an MLP needs at least two positive integer sizes, got {sizes}")
+    return sizes
+
+
+def hidden_layers(sizes: Sequence[int], batch_norm: bool = False) -> list[nn.Module]:
+    """Linear, then ReLU, between consecutive ``sizes``. With ``batch_norm`` a BatchNorm1d sits between the two, and
+    the linear layer has no bias (the norm's own shift replaces it)."""
+    sizes = _checked(sizes)
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b, bias=not batch_norm), nn.BatchNorm1d(b), nn.ReLU()] if batch_norm else [
+            nn.Linear(a, b), nn.ReLU()]
+    return layers
+
+
+def mlp(sizes: Sequence[int], batch_norm: bool = False) -> nn.Sequential:
+    """Hidden layers (:func:`hidden_layers`) between consecutive ``sizes`` and a linear output.
 
     Example: ``mlp([784, 1000, 1000, 8])`` maps x (B, 784) to z (B, 8).
     """
-    sizes = list(sizes)
-    if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
-        raise ValueError(f"mlp needs at least two positive integer sizes, got {sizes}")
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if i:
-            layers.append(nn.ReLU())
-        layers.append(nn.Linear(a, b))
-    return nn.Sequential(*layers)
+    sizes = _checked(sizes)
+    return nn.Sequential(*hidden_layers(sizes[:-1], batch_norm) if len(sizes) > 2 else [],
+                         nn.Linear(sizes[-2], sizes[-1]))
 
 
 def encoder(z_dim: int, hidden: Sequence[int] = PAPER_HIDDEN, x_dim: int = 784) -> nn.Sequential:

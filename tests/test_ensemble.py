@@ -6,7 +6,7 @@ import torch
 
 from aae_tutorial import categorical, engine, mode, nets, priors, steps, train
 from aae_tutorial.aae import AAE
-from aae_tutorial.categorical import CategoricalAAE
+from aae_tutorial.categorical import CategoricalAAE, CategoryUseEntropy
 
 QUICK = mode.RunMode("quick", "test")
 
@@ -21,9 +21,11 @@ def cache(tmp_path, monkeypatch):
 class PlainAE(torch.nn.Module):
     """No randomness inside the step: a member's whole trajectory is fixed by its seed and its data order."""
 
+    batch_norm = False
+
     def __init__(self) -> None:
         super().__init__()
-        self.enc, self.dec = nets.encoder(3, (24, 24)), nets.decoder(3, (24,))
+        self.enc, self.dec = nets.mlp([784, 24, 24, 3], self.batch_norm), nets.decoder(3, (24,))
         self.opt = train.adam(self.parameters(), lr=3e-3)
 
     def train_step(self, x):
@@ -32,9 +34,28 @@ class PlainAE(torch.nn.Module):
         return {"reconstruction": loss}
 
 
+class NormedAE(PlainAE):
+    batch_norm = True  # per-member batch statistics and running averages
+
+
+class BalancedAE(PlainAE):
+    """A batch-level term: the entropy of the codes' mean softmax, averaged per member."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.use = CategoryUseEntropy()
+
+    def train_step(self, x):
+        loss = steps.reconstruction_loss(self.dec(self.enc(x)), x) - 5.0 * self.use(self.enc(x).softmax(1))
+        steps.update(self.opt, loss)
+        return {"loss": loss}
+
+
 def images(n=300):
     torch.manual_seed(123)
-    return (torch.rand(8, 784) > 0.6).float()[torch.randint(8, (n,))] * 0.9 + 0.05
+    # 8 patterns plus noise: no pixel is constant, so no weight has a gradient that is zero up to rounding (Adam
+    # would turn such rounding noise into full-size steps that differ between any two ways of computing them)
+    return (torch.rand(8, 784) > 0.6).float()[torch.randint(8, (n,))] * 0.8 + 0.2 * torch.rand(n, 784)
 
 
 def weights(model):
@@ -50,7 +71,9 @@ def single(name, make, x, seed, epochs=2, on_epoch_end=None):
 
 
 @pytest.mark.parametrize("make", [lambda: AAE(priors.Gaussian(2, 5.0), (32, 32)),
-                                  lambda: CategoricalAAE(10, 4, (32, 32)), PlainAE], ids=["aae", "categorical", "ae"])
+                                  lambda: CategoricalAAE(10, 4, (32, 32)),
+                                  lambda: CategoricalAAE(10, 4, (32, 32), batch_norm=True, balance=1.0), PlainAE],
+                         ids=["aae", "categorical", "categorical-batch-norm-balance", "ae"])
 def test_a_one_member_ensemble_trains_bit_for_bit_like_fit(make, tmp_path, monkeypatch):
     x = images()
     model, run = single("m", make, x, seed=7)
@@ -62,22 +85,26 @@ def test_a_one_member_ensemble_trains_bit_for_bit_like_fit(make, tmp_path, monke
     assert all(torch.equal(a, b) for a, b in zip(weights(member), weights(model)))
 
 
-def test_each_member_of_three_matches_its_own_single_run():
+@pytest.mark.parametrize("make", [PlainAE, NormedAE, BalancedAE], ids=["ae", "ae-batch-norm", "ae-batch-term"])
+def test_each_member_of_three_matches_its_own_single_run(make):
     x = images()
-    track = lambda m: (lambda epoch: {"first_weight": m.enc[0].weight[0, 0].item()})  # noqa: E731
-    singles = [single("ae", PlainAE, x, seed, epochs=3, on_epoch_end=track) for seed in (0, 1, 2)]
+    # evaluated in eval mode: with batch norm, the running averages must have been carried per member
+    track = lambda m: (lambda epoch: {"first_weight": m.enc[0].weight[0, 0].item(),  # noqa: E731
+                                      "test_loss": steps.reconstruction_loss(m.dec(m.enc(x[:50])), x[:50]).item()})
+    singles = [single("ae", make, x, seed, epochs=3, on_epoch_end=track) for seed in (0, 1, 2)]
     # the singles' checkpoints have other keys (their config names no ensemble): this trains
-    members = train.fit_seeds("ae", PlainAE, lambda m: (lambda idx: m.train_step(x[idx])), [0, 1, 2], x, 3, QUICK,
+    members = train.fit_seeds("ae", make, lambda m: (lambda idx: m.train_step(x[idx])), [0, 1, 2], x, 3, QUICK,
                               "cpu", batch_size=50, on_epoch_end=track)
     for (model, run), (member, member_run) in zip(singles, members):
         assert member_run.ensemble == 3 and member_run.config["seed"] == run.config["seed"]
-        assert member_run.history.metrics["first_weight"] == pytest.approx(run.history.metrics["first_weight"],
-                                                                          rel=1e-4, abs=1e-6)
+        for metric in ("first_weight", "test_loss"):
+            assert member_run.history.metrics[metric] == pytest.approx(run.history.metrics[metric], rel=1e-4, abs=1e-6)
         for a, b in zip(weights(member), weights(model)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(members[0][0].enc[0].weight, members[1][0].enc[0].weight)  # seeds differ
-    mean = [sum(v) / 3 for v in zip(*(r.history.losses["reconstruction"] for _, r in singles))]
-    assert members[0][1].history.losses["reconstruction"] == pytest.approx(mean, rel=1e-4)  # the members' mean
+    (loss,) = singles[0][1].history.losses
+    mean = [sum(v) / 3 for v in zip(*(r.history.losses[loss] for _, r in singles))]
+    assert members[0][1].history.losses[loss] == pytest.approx(mean, rel=1e-4)  # the members' mean
 
 
 def test_fit_seeds_checkpoints_each_seed_and_trains_only_what_is_missing(capsys):
@@ -109,8 +136,8 @@ def test_the_semisupervised_step_trains_as_an_ensemble():
 def test_stack_refuses_what_it_cannot_batch():
     with pytest.raises(ValueError, match="built alike"):
         engine.stack([PlainAE(), AAE(priors.Gaussian(2, 5.0), (8,))])
-    with pytest.raises(ValueError, match="BatchNorm1d"):
-        engine.stack([torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))] * 2)
+    with pytest.raises(ValueError, match="LayerNorm"):
+        engine.stack([torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))] * 2)
     used = PlainAE()
     used.train_step(images(10))
     with pytest.raises(ValueError, match="already taken steps"):
@@ -133,3 +160,13 @@ def test_stack_and_unstack_keep_each_members_weights():
     opt = stacked.opt
     assert opt is not models[0].opt and {id(p) for g in opt.param_groups for p in g["params"]} == {
         id(p) for p in stacked.parameters()}
+
+
+def test_category_use_entropy_averages_each_members_rows_apart():
+    use = CategoryUseEntropy()
+    k = 4
+    assert use(torch.full((8, k), 1 / k)).item() == pytest.approx(torch.log(torch.tensor(4.0)).item())  # all used
+    two = torch.eye(k)[[0] * 4 + [1] * 4]  # rows 0-3 all category 0, rows 4-7 all category 1
+    assert use(two).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    stacked = engine.stack([BalancedAE(), BalancedAE()])
+    assert stacked.use.members == 2 and stacked.use(two).item() == 0.0  # each member uses one category only

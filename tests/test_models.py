@@ -142,3 +142,15 @@ def test_constructor_arguments_are_recorded():
     assert model.init_args["z_std"] == 1.0  # defaults too
     sup = SupervisedAAE(priors.Gaussian(15, 1.0), HIDDEN, n_classes=10)
     assert set(sup.init_args) == {"prior", "hidden", "n_classes"}  # the outermost constructor's arguments
+
+
+def test_batch_norm_trunk_trains_on_batch_statistics_and_predicts_with_running_ones():
+    torch.manual_seed(0)
+    model = CategoricalAAE(10, 4, (16, 16), batch_norm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.trunk) == 2
+    assert all(m.bias is None for m in model.trunk if isinstance(m, torch.nn.Linear))  # the norm's shift replaces it
+    x = torch.rand(64, 784)
+    model.train_step(x)
+    model.eval()
+    (first, _), (alone, _) = model.predict(x), model.predict(x[:1])  # eval: no dependence on the rest of the batch
+    assert first[0] == alone[0] and model.predict_proba(x[:1]).allclose(model.predict_proba(x)[:1], atol=1e-6)

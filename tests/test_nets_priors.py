@@ -16,7 +16,7 @@ def test_paper_shapes_and_parameter_counts():
 
 @pytest.mark.parametrize("sizes", [[784], [784, 0, 2], [784, 2.5, 2]])
 def test_mlp_rejects_bad_sizes(sizes):
-    with pytest.raises(ValueError, match="mlp needs"):
+    with pytest.raises(ValueError, match="an MLP needs at least two positive integer sizes"):
         nets.mlp(sizes)
 
 
