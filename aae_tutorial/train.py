@@ -242,7 +242,7 @@ def fit_seeds(name: str, make_model: Callable[[], nn.Module], make_step: Callabl
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     if len(seeds) > 1:
         config["trained_with_seeds"] = list(seeds)
-    members = []  # (seed, model, step, checkpoint path, data order)
+    members = []  # the seeds to train: (seed, model, checkpoint path, data order)
     out: dict[int, tuple[nn.Module, Run]] = {}
     for seed in seeds:
         seed_everything(seed)
