@@ -11,16 +11,14 @@ Set ``AAE_CUDA_GRAPHS=0`` to run eagerly on CUDA too.
 :func:`stack` turns M models of one architecture (say, three seeds) into one *ensemble* model that trains them
 together: every ``nn.Linear`` becomes a :class:`BatchedLinear` holding the M members' weights (and every
 ``nn.BatchNorm1d`` a :class:`BatchedBatchNorm1d` with per-member statistics; a module with a class attribute
-``members`` is told M), and member m owns rows
-``m*B .. (m+1)*B`` of every minibatch. The step code is unchanged: the step sees a minibatch of M*B rows. Every loss
-in this course is a mean over the minibatch's rows, or (a batch-level term such as
-:class:`~aae_tutorial.categorical.CategoryUseEntropy`) a mean over the members. Either way it is (1/M) times the sum
-of the members' losses, so each member's gradient is its own loss's gradient divided by M; a gradient hook multiplies
-it back. Adam
-is elementwise, so each member's update is the one it would make alone (:func:`unstack_into` copies the weights
-back). Members keep their own initial weights and data order; the noise drawn inside a step (prior samples, input
-noise) comes from one shared stream, so it is independent between members but not the numbers a member's single run
-would draw.
+``members`` is told M), and member m owns rows ``m*B .. (m+1)*B`` of every minibatch. The step code is unchanged: the
+step sees a minibatch of M*B rows. Every loss in this course is a mean over the minibatch's rows, or (a batch-level
+term such as :class:`~aae_tutorial.categorical.CategoryUseEntropy`) a mean over the members. Either way it is (1/M)
+times the sum of the members' losses, so each member's gradient is its own loss's gradient divided by M; a gradient
+hook multiplies it back. Adam is elementwise, so each member's update is the one it would make alone
+(:func:`unstack_into` copies the weights back). Members keep their own initial weights and data order; the noise drawn
+inside a step (prior samples, input noise) comes from one shared stream, so it is independent between members but not
+the numbers a member's single run would draw.
 """
 from __future__ import annotations
 
