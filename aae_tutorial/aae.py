@@ -18,26 +18,27 @@ from torch import Tensor, nn
 from . import nets
 from .checkpoints import RecordsInit
 from .priors import Prior
+from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
-from .train import adam
 
 
 class AAE(RecordsInit, nn.Module):
     """Adversarial autoencoder with an arbitrary prior (figure 1 of the paper).
 
     ``extra_inputs`` widens the decoder and the discriminator for the variants of sections 4 and 5
-    (:mod:`aae_tutorial.conditional`); the plain AAE has none.
+    (:mod:`aae_tutorial.conditional`); the plain AAE has none. ``recipe`` sets the optimisers, the reconstruction
+    cost and the generator loss (:mod:`aae_tutorial.recipes`).
     """
 
-    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN) -> None:
+    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, recipe: Recipe = COURSE) -> None:
         super().__init__()
-        self.prior = prior
+        self.prior, self.recipe = prior, recipe
         self.encoder = nets.encoder(prior.dim, hidden)  # x (B, 784) -> z (B, z_dim)
         self.decoder = nets.decoder(prior.dim + self.decoder_extra, hidden)  # z (B, z_dim [+ extra]) -> (B, 784)
         self.discriminator = nets.discriminator(prior.dim + self.discriminator_extra, hidden)  # -> logit (B, 1)
-        self.opt_ae = adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=1e-3)
-        self.opt_d = adam(self.discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
-        self.opt_g = adam(self.encoder.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        self.opt_ae = recipe.optimiser_for([*self.encoder.parameters(), *self.decoder.parameters()], "reconstruction")
+        self.opt_d = recipe.optimiser_for(self.discriminator.parameters(), "adversarial")
+        self.opt_g = recipe.optimiser_for(self.encoder.parameters(), "adversarial")
 
     decoder_extra = 0  # extra decoder inputs (the one-hot class of a supervised AAE)
     discriminator_extra = 0  # extra discriminator inputs (the one-hot label of a label-conditioned AAE)
@@ -45,7 +46,7 @@ class AAE(RecordsInit, nn.Module):
     def train_step(self, x: Tensor) -> dict[str, Tensor]:
         """One minibatch x (B, 784) of both phases."""
         # Phase 1, reconstruction: update encoder + decoder.
-        loss_rec = reconstruction_loss(self.decoder(self.encoder(x)), x)
+        loss_rec = reconstruction_loss(self.decoder(self.encoder(x)), x, self.recipe.reconstruction)
         update(self.opt_ae, loss_rec)
         # Phase 2, regularisation: match q(z) to p(z).
         return {"reconstruction": loss_rec, **self.regularise(x)}
@@ -61,7 +62,7 @@ class AAE(RecordsInit, nn.Module):
 
         # 2b: the encoder (generator) tries to fool the discriminator, whose weights stay fixed.
         with frozen(self.discriminator):
-            loss_g = gan_loss(self.discriminator(self.encoder(x)), True)
+            loss_g = self.recipe.generator(self.discriminator(self.encoder(x)))  # minimax or non-saturating
         update(self.opt_g, loss_g)
         return {"discriminator": loss_d, "generator": loss_g}
 

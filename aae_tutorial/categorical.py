@@ -15,8 +15,9 @@ from torch.nn import functional as F
 from . import metrics, nets
 from .checkpoints import RecordsInit
 from .priors import check_classes
+from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
-from .train import Run, adam
+from .train import Run
 
 
 class CategoryUseEntropy(nn.Module):
@@ -38,6 +39,7 @@ class CategoricalAAE(RecordsInit, nn.Module):
     rows of ``W_C`` (``heads.weight.T``) are learned cluster heads in ``head_dim`` dimensions, kept at least
     ``head_gap`` apart by a hinge penalty (section 7). Then ``z_dim`` must equal ``head_dim``.
 
+    ``recipe`` sets the optimisers, the reconstruction cost and the generator loss (:mod:`aae_tutorial.recipes`).
     Two departures from the paper, off by default; the chapters that use them say so and measure them:
 
     * ``batch_norm`` normalises each hidden layer of the encoder's trunk;
@@ -47,8 +49,7 @@ class CategoricalAAE(RecordsInit, nn.Module):
 
     def __init__(self, n_classes: int = 10, z_dim: int = 10, hidden: Sequence[int] = nets.PAPER_HIDDEN, *,
                  z_std: float = 1.0, head_dim: int = 0, head_gap: float = 6.0, input_noise: float = 0.3,
-                 lr: float = 1e-3, adv_lr: float = 2e-4, clf_lr: float = 1e-3, batch_norm: bool = False,
-                 balance: float = 0.0) -> None:
+                 recipe: Recipe = COURSE, batch_norm: bool = False, balance: float = 0.0) -> None:
         super().__init__()
         if n_classes < 2 or z_dim < 1:
             raise ValueError(f"need n_classes >= 2 and z_dim >= 1, got {n_classes}, {z_dim}")
@@ -58,6 +59,7 @@ class CategoricalAAE(RecordsInit, nn.Module):
             raise ValueError(f"need z_std > 0, input_noise >= 0, head_gap >= 0, balance >= 0; got {z_std}, "
                              f"{input_noise}, {head_gap}, {balance}")
         self.n_classes, self.z_dim, self.head_dim, self.head_gap = n_classes, z_dim, head_dim, head_gap
+        self.recipe = recipe
         self.balance, self.category_use_entropy = balance, CategoryUseEntropy()
         self.input_noise, self.z_std = input_noise, z_std  # the style prior is N(0, z_std^2 I)
         self.trunk = nn.Sequential(*nets.hidden_layers([784, *hidden], batch_norm))  # x (B, 784) -> h (B, hidden[-1])
@@ -70,10 +72,11 @@ class CategoricalAAE(RecordsInit, nn.Module):
         self.d_y = nets.discriminator(n_classes, hidden)
         self.d_z = nets.discriminator(z_dim, hidden)
         encoder = [*self.trunk.parameters(), *self.y_head.parameters(), *self.z_head.parameters()]
-        self.opt_ae = adam([*encoder, *self.decoder.parameters(), *(self.heads.parameters() if self.heads else [])], lr)
-        self.opt_d = adam([*self.d_y.parameters(), *self.d_z.parameters()], adv_lr, betas=(0.5, 0.999))
-        self.opt_g = adam(encoder, adv_lr, betas=(0.5, 0.999))
-        self.opt_c = adam([*self.trunk.parameters(), *self.y_head.parameters()], clf_lr)
+        autoencoder = [*encoder, *self.decoder.parameters(), *(self.heads.parameters() if self.heads else [])]
+        self.opt_ae = recipe.optimiser_for(autoencoder, "reconstruction")
+        self.opt_d = recipe.optimiser_for([*self.d_y.parameters(), *self.d_z.parameters()], "adversarial")
+        self.opt_g = recipe.optimiser_for(encoder, "adversarial")
+        self.opt_c = recipe.optimiser_for([*self.trunk.parameters(), *self.y_head.parameters()], "classification")
 
     def encode(self, x: Tensor, noisy: bool = False) -> tuple[Tensor, Tensor]:
         """(y logits (B, n_classes), z (B, z_dim)); ``noisy`` adds the training-time Gaussian input noise."""
@@ -100,7 +103,8 @@ class CategoricalAAE(RecordsInit, nn.Module):
         n = len(x)
         # Phase 1, reconstruction of unlabelled data: update encoder + decoder (+ cluster heads).
         y_logits, z = self.encode(x, noisy=True)
-        loss_rec = reconstruction_loss(self.decoder(self.representation(y_logits.softmax(1), z)), x)
+        x_hat = self.decoder(self.representation(y_logits.softmax(1), z))
+        loss_rec = reconstruction_loss(x_hat, x, self.recipe.reconstruction)
         if self.heads is not None:
             loss_rec = loss_rec + self.head_penalty()
         update(self.opt_ae, loss_rec)
@@ -118,7 +122,7 @@ class CategoricalAAE(RecordsInit, nn.Module):
         with frozen(self.d_y, self.d_z):
             y_logits, z = self.encode(x, noisy=True)
             q = y_logits.softmax(1)  # (B, n_classes)
-            loss_g = gan_loss(self.d_y(q), True) + gan_loss(self.d_z(z), True)
+            loss_g = self.recipe.generator(self.d_y(q)) + self.recipe.generator(self.d_z(z))
             if self.balance:  # not in the paper: reward using every category (chapter 7)
                 loss_g = loss_g - self.balance * self.category_use_entropy(q)
         update(self.opt_g, loss_g)
@@ -179,6 +183,20 @@ def semisupervised_step(model: CategoricalAAE, x: Tensor, x_labelled: Tensor,
     def step(idx: Tensor) -> dict[str, Tensor]:
         j = torch.randint(len(x_labelled), (len(idx),), device=x.device)  # drawn with replacement, every step
         return model.train_step(x[idx], x_labelled[j], y_labelled[j])
+
+    return step
+
+
+def labels_only_step(model: CategoricalAAE, x: Tensor, x_labelled: Tensor,
+                     y_labelled: Tensor) -> Callable[[Tensor], dict[str, Tensor]]:
+    """The baseline for section 5: the same encoder trained on the labelled images alone. Each step is the
+    classification phase only, on a fresh random labelled minibatch of the size of ``idx``; ``x``, the unlabelled
+    set, is never read, so an epoch has as many steps as the semi-supervised AAE's."""
+    def step(idx: Tensor) -> dict[str, Tensor]:
+        j = torch.randint(len(x_labelled), (len(idx),), device=x_labelled.device)
+        loss_c = F.cross_entropy(model.encode(x_labelled[j], noisy=True)[0], y_labelled[j])  # takes logits
+        update(model.opt_c, loss_c)
+        return {"classification": loss_c}
 
     return step
 

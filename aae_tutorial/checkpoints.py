@@ -28,7 +28,7 @@ from .data import cache_dir
 from .files import atomic_write
 
 #: Package modules whose code shapes every model: a change to any of them retrains.
-SHARED_MODULES = ("aae_tutorial.nets", "aae_tutorial.steps", "aae_tutorial.priors")
+SHARED_MODULES = ("aae_tutorial.nets", "aae_tutorial.steps", "aae_tutorial.priors", "aae_tutorial.recipes")
 #: The parts of the training loop that decide the weights (data order, epoch loop): a change to them retrains too.
 LOOP_FUNCTIONS = ("aae_tutorial.train:order_generator", "aae_tutorial.train:minibatches", "aae_tutorial.train:_train")
 

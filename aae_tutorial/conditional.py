@@ -1,5 +1,5 @@
-"""Two AAEs that use labels: the label-conditioned discriminator of paper section 4 and the supervised AAE of
-section 5. Both are the AAE of section 2 with one extra one-hot input, in a different place."""
+"""Two AAEs that use labels: the label-conditioned discriminator of paper section 2.3 and the supervised AAE of
+section 4. Both are the AAE of section 2 with one extra one-hot input, in a different place."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,29 +11,30 @@ from torch.nn import functional as F
 from . import nets
 from .aae import AAE
 from .priors import Prior, check_classes
+from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
 
 
 class LabelConditionedAAE(AAE):
-    """The discriminator also sees a one-hot label with one extra "no label" class (section 4, figure 3).
+    """The discriminator also sees a one-hot label with one extra "no label" class (section 2.3, figures 3-4).
 
     A labelled image of digit c must put its code in component c of the prior; an unlabelled one (label
     ``n_classes``) only has to land somewhere in the prior.
     """
 
-    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN) -> None:
+    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, recipe: Recipe = COURSE) -> None:
         if not prior.n_components:
             raise ValueError(f"a label-conditioned AAE needs a prior with components, got {prior!r}")
         self.n_classes = prior.n_components
         self.discriminator_extra = self.n_classes + 1  # the digits + "no label"
-        super().__init__(prior, hidden)
+        super().__init__(prior, hidden, recipe)
 
     def train_step(self, x: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """One minibatch x (B, 784) with ``labels`` (B,): a digit, or ``n_classes`` for "no label"."""
         check_classes(labels, self.n_classes + 1, "labels")
         one_hot = F.one_hot(labels, self.n_classes + 1).float()  # (B, n_classes + 1)
         # Phase 1, reconstruction.
-        loss_rec = reconstruction_loss(self.decoder(self.encoder(x)), x)
+        loss_rec = reconstruction_loss(self.decoder(self.encoder(x)), x, self.recipe.reconstruction)
         update(self.opt_ae, loss_rec)
 
         # Phase 2a: real codes come from the label's component; unlabelled ones from a random component.
@@ -48,26 +49,28 @@ class LabelConditionedAAE(AAE):
 
         # Phase 2b: the encoder fools the label-aware discriminator.
         with frozen(self.discriminator):
-            loss_g = gan_loss(self.discriminator(torch.cat([self.encoder(x), one_hot], 1)), True)
+            loss_g = self.recipe.generator(self.discriminator(torch.cat([self.encoder(x), one_hot], 1)))
         update(self.opt_g, loss_g)
         return {"reconstruction": loss_rec, "discriminator": loss_d, "generator": loss_g}
 
 
 class SupervisedAAE(AAE):
     """The decoder gets the one-hot class as well as the code, so the code is left to carry the style
-    (section 5, figure 6)."""
+    (section 4, figure 6)."""
 
-    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, n_classes: int = 10) -> None:
+    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, n_classes: int = 10,
+                 recipe: Recipe = COURSE) -> None:
         if n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
         self.n_classes = self.decoder_extra = n_classes
-        super().__init__(prior, hidden)
+        super().__init__(prior, hidden, recipe)
 
     def train_step(self, x: Tensor, classes: Tensor) -> dict[str, Tensor]:
         """One minibatch x (B, 784) with its ``classes`` (B,)."""
         check_classes(classes, self.n_classes, "classes")
         # Phase 1, reconstruction from the code *and* the class.
-        loss_rec = reconstruction_loss(self.decoder(torch.cat([self.encoder(x), self.one_hot(classes)], 1)), x)
+        x_hat = self.decoder(torch.cat([self.encoder(x), self.one_hot(classes)], 1))
+        loss_rec = reconstruction_loss(x_hat, x, self.recipe.reconstruction)
         update(self.opt_ae, loss_rec)
 
         # Phase 2, regularisation, exactly as in the plain AAE: q(z) -> p(z), a prior that carries no label.

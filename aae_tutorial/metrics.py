@@ -3,7 +3,7 @@ classification and clustering (sections 5-6)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,20 @@ def mmd(a: Tensor, b: Tensor, bandwidths: Sequence[float] = (0.5, 1.0, 2.0, 4.0,
     term_a = (kaa.sum() - kaa.diagonal().sum()) / (n * (n - 1))
     term_b = (kbb.sum() - kbb.diagonal().sum()) / (m * (m - 1))
     return (term_a + term_b - 2 * k(a, b).mean()).item()
+
+
+def prior_match_tracker(encode: Callable[[Tensor], Tensor], sample_prior: Callable[[int], Tensor],
+                        x: Tensor, n: int = 2000) -> Callable[[int], dict[str, float]]:
+    """A per-epoch callback for :func:`aae_tutorial.train.fit` that logs ``mmd``, the MMD² between the codes of the
+    first ``n`` images of ``x`` and ``n`` prior samples. The prior samples are drawn from a fixed seed under
+    ``torch.random.fork_rng``, so every epoch is scored against the same draw and training's random stream is
+    untouched."""
+    def on_epoch_end(epoch: int) -> dict[str, float]:
+        with torch.random.fork_rng():
+            torch.manual_seed(12345)
+            return {"mmd": mmd(encode(x[:n]), sample_prior(n))}
+
+    return on_epoch_end
 
 
 def error_rate(pred: Tensor, y: Tensor) -> float:

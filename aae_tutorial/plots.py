@@ -6,7 +6,9 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from scipy.ndimage import gaussian_filter
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -31,22 +33,39 @@ def image_grid(images: Tensor, nrow: int = 10, ax: plt.Axes | None = None, title
 
 def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_samples: Tensor | None = None,
                    title: str = "", s: float = 2.0, xlabel: str = "$z_1$", ylabel: str = "$z_2$") -> plt.Axes:
-    """2-D codes coloured by digit (colour bar: the digit), optionally over grey prior samples."""
+    """2-D codes coloured by digit (colour bar: the digit). With ``prior_samples``, the region the prior covers is
+    drawn on top in thin black lines, a colour no digit uses (:func:`prior_outline`)."""
     if z.shape[1] != 2:
         raise ValueError(f"latent_scatter draws 2-D codes, got shape {tuple(z.shape)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
-    if prior_samples is not None:
-        p = prior_samples.detach().cpu()
-        ax.scatter(p[:, 0], p[:, 1], s=s, c="lightgrey", label="prior samples", rasterized=True)
     z, labels = z.detach().cpu(), labels.detach().cpu()
     sc = ax.scatter(z[:, 0], z[:, 1], s=s, c=labels, cmap=DIGIT_COLORS, vmin=-0.5, vmax=9.5, rasterized=True)
+    if prior_samples is not None:
+        prior_outline(prior_samples, ax)
     ax.set_aspect("equal")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     plt.colorbar(sc, ax=ax, ticks=range(10), fraction=0.046, pad=0.04)
     return ax
+
+
+def prior_outline(samples: Tensor, ax: plt.Axes, bins: int = 60) -> None:
+    """Thin black contours around the densest regions of 2-D prior ``samples`` holding 50 % (solid) and 95 %
+    (dashed) of them, from a smoothed histogram; a legend names the two lines."""
+    p = samples.detach().float().cpu().numpy()
+    hist, xe, ye = np.histogram2d(p[:, 0], p[:, 1], bins=bins)
+    hist = gaussian_filter(hist, 1.5)
+    mass = np.sort(hist.ravel())[::-1]
+    cumulative = np.cumsum(mass) / mass.sum()
+    t95, t50 = (mass[min(np.searchsorted(cumulative, q), len(mass) - 1)] for q in (0.95, 0.5))
+    centres = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
+    ax.contour(*centres, hist.T, levels=sorted({t95, t50}), colors="black", linewidths=0.9,
+               linestyles=["dashed", "solid"][-len({t95, t50}):])
+    ax.legend(handles=[Line2D([], [], color="black", lw=0.9, ls=ls, label=f"prior, {q} of samples")
+                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], loc="lower right", fontsize=8,
+              framealpha=0.8)
 
 
 def code_grid(lim: float | tuple[float, float, float, float], n: int = 15) -> Tensor:

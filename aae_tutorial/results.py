@@ -20,6 +20,7 @@ import torch
 from . import tables
 from .files import atomic_write
 from .mode import MODES
+from .recipes import Recipe
 from .train import Run
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -47,11 +48,12 @@ def _finite(values: Sequence[float], what: str) -> list[float]:
 
 
 def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run],
-           paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
+           recipe: Recipe, paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
     """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.
 
     ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
-    and each one's wall time become the record's provenance. ``extra`` adds fields of the experiment's own (e.g. the
+    and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models behind
+    the values (:mod:`aae_tutorial.recipes`): its name ("paper" or "course") and its settings are recorded. ``extra`` adds fields of the experiment's own (e.g. the
     selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
     """
     _check_name(experiment)
@@ -65,6 +67,8 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     mode = runs[0].mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be an aae_tutorial.recipes.Recipe, got {type(recipe).__name__}")
     if paper is not None:
         _finite([paper] + ([paper_std] if paper_std is not None else []), "the paper's value")
     rec = {
@@ -76,6 +80,7 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
         "wall_time_s": round(sum(r.wall_time_s for r in runs), 1),
         "wall_times_s": [round(r.wall_time_s, 1) for r in runs],
         "paper": paper, "paper_std": paper_std,
+        "recipe": recipe.name, "recipe_settings": recipe.describe(),
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
     }
     if shadowed := sorted(set(extra) & set(rec)):
@@ -124,8 +129,8 @@ def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[st
     the table fits the page. ``reference`` adds rows of other models' results as reported in the literature:
     (model, value) pairs.
     """
-    provenance = {"mode": lambda r: r["mode"], "device": lambda r: r["device"], "epochs": lambda r: r["epochs"],
-                  "seeds": lambda r: len(r["seeds"])}
+    provenance = {"recipe": lambda r: r.get("recipe", "–"), "mode": lambda r: r["mode"], "device": lambda r: r["device"],
+                  "epochs": lambda r: r["epochs"], "seeds": lambda r: len(r["seeds"])}
     shared = {k: get(records[0]) for k, get in provenance.items() if len({get(r) for r in records}) == 1} if records else {}
     varying = [k for k in provenance if k not in shared]
     rows = [[r["experiment"], r["metric"], _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")),

@@ -14,19 +14,22 @@ from torch import Tensor, nn
 from . import nets
 from .checkpoints import RecordsInit
 from .priors import Gaussian, Prior
+from .recipes import COURSE, Recipe
 from .steps import reconstruction_loss, update
-from .train import adam
 
 
 class VAE(RecordsInit, nn.Module):
-    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, lr: float = 1e-3) -> None:
+    """A VAE with a Gaussian q(z|x). ``recipe`` gives its one optimiser (the reconstruction phase's) and its
+    reconstruction cost; the VAE has no adversarial phase."""
+
+    def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, recipe: Recipe = COURSE) -> None:
         super().__init__()
         if not hasattr(prior, "log_prob"):
             raise ValueError(f"a VAE needs a prior with a density; {type(prior).__name__} has no log_prob")
-        self.prior = prior
+        self.prior, self.recipe = prior, recipe
         self.encoder = nets.encoder(2 * prior.dim, hidden)  # x (B, 784) -> [mu, log sigma^2] (B, 2 z_dim)
         self.decoder = nets.decoder(prior.dim, hidden)  # z (B, z_dim) -> logits (B, 784)
-        self.opt = adam(self.parameters(), lr)
+        self.opt = recipe.optimiser_for(self.parameters(), "reconstruction")
 
     def posterior(self, x: Tensor) -> torch.distributions.Distribution:
         mu, log_var = self.encoder(x).chunk(2, dim=1)  # (B, z_dim) each
@@ -43,15 +46,17 @@ class VAE(RecordsInit, nn.Module):
     def train_step(self, x: Tensor) -> dict[str, Tensor]:
         q = self.posterior(x)
         z = q.rsample()  # reparameterisation: z = mu + sigma * eps, differentiable in mu and sigma
-        loss_rec = reconstruction_loss(self.decoder(z), x)
+        loss_rec = reconstruction_loss(self.decoder(z), x, self.recipe.reconstruction)
         loss_kl = self.kl(q, z).mean()
         update(self.opt, loss_rec + loss_kl)
         return {"reconstruction": loss_rec, "kl": loss_kl}
 
     @torch.no_grad()
-    def encode(self, x: Tensor, batch_size: int = 10_000) -> Tensor:
-        """Posterior means of many images: (N, 784) -> (N, z_dim)."""
-        return torch.cat([self.posterior(x[i : i + batch_size]).mean for i in range(0, len(x), batch_size)])
+    def encode(self, x: Tensor, batch_size: int = 10_000, sample: bool = False) -> Tensor:
+        """Codes of many images: (N, 784) -> (N, z_dim). The posterior means, or with ``sample`` one draw of
+        z ~ q(z|x) per image, which is what the aggregated posterior q(z) is made of."""
+        chunks = [self.posterior(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return torch.cat([q.sample() if sample else q.mean for q in chunks])
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:

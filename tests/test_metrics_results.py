@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from aae_tutorial import bench, categorical, engine, metrics, results, tables, train
+from aae_tutorial import bench, categorical, engine, metrics, recipes, results, tables, train
 from aae_tutorial.categorical import CategoricalAAE
 
 
@@ -108,20 +108,21 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def test_record_carries_every_seeds_provenance(results_dir):
-    rec = results.record("x", "error (%)", [2.0, 4.0], seeds=[0, 1], runs=[run(wall=10.0), run(wall=12.5)],
+    rec = results.record("x", "error (%)", [2.0, 4.0], recipe=recipes.COURSE, seeds=[0, 1], runs=[run(wall=10.0), run(wall=12.5)],
                          paper=1.9, paper_std=0.1, selected_epochs=[3, 2])
     saved = json.loads((results_dir / "x.json").read_text())
     assert saved == rec and saved["value"] == 3.0 and saved["std"] == pytest.approx(1.4142, abs=1e-4)
     assert saved["wall_times_s"] == [10.0, 12.5] and saved["wall_time_s"] == 22.5 and saved["selected_epochs"] == [3, 2]
     assert saved["paper"] == 1.9 and saved["paper_std"] == 0.1 and saved["mode"] == "full"
+    assert saved["recipe"] == "course" and saved["recipe_settings"]["optimiser"] == "adam"
     assert not list(results_dir.glob("*.tmp"))
 
 
 def test_quick_never_replaces_full(results_dir):
-    results.record("x", "m", [3.0], seeds=[0], runs=[run()])
-    results.record("x", "m", [9.0], seeds=[0], runs=[run(mode="quick")])
+    results.record("x", "m", [3.0], recipe=recipes.COURSE, seeds=[0], runs=[run()])
+    results.record("x", "m", [9.0], recipe=recipes.COURSE, seeds=[0], runs=[run(mode="quick")])
     assert results.load(results_dir / "x.json")["value"] == 3.0
-    results.record("x", "m", [1.0], seeds=[0], runs=[run()])  # a new full run does
+    results.record("x", "m", [1.0], recipe=recipes.COURSE, seeds=[0], runs=[run()])  # a new full run does
     assert results.load(results_dir / "x.json")["value"] == 1.0
 
 
@@ -136,7 +137,8 @@ def test_quick_never_replaces_full(results_dir):
     ({"paper": float("inf")}, "paper's value must be finite"),
 ])
 def test_record_refuses_what_would_forge_or_lose_a_result(results_dir, kwargs, message):
-    args = {"experiment": "x", "metric": "m", "values": [1.0], "seeds": [0], "runs": [run()], **kwargs}
+    args = {"experiment": "x", "metric": "m", "values": [1.0], "seeds": [0], "runs": [run()],
+            "recipe": recipes.COURSE, **kwargs}
     with pytest.raises(ValueError, match=message):
         results.record(args.pop("experiment"), args.pop("metric"), args.pop("values"), **args)
     assert not list(results_dir.iterdir())
@@ -152,8 +154,8 @@ def test_corrupt_results_file_is_named(results_dir):
 
 
 def test_tables_pad_rows_and_render_reference_rows(results_dir):
-    rec = results.record("x", "error (%)", [2.0, 4.0], seeds=[0, 1], runs=[run(), run()], paper=1.9, paper_std=0.1)
-    other = results.record("y", "error (%)", [5.0], seeds=[0], runs=[run(epochs=7)])
+    rec = results.record("x", "error (%)", [2.0, 4.0], recipe=recipes.COURSE, seeds=[0, 1], runs=[run(), run()], paper=1.9, paper_std=0.1)
+    other = results.record("y", "error (%)", [5.0], recipe=recipes.COURSE, seeds=[0], runs=[run(epochs=7)])
     text = results.table([rec, other], "T", reference=[("GAN", "225 ± 2")])
     lines = text.splitlines()
     assert lines[0] == "**T**" and lines[2] == "| experiment | metric | ours | paper | epochs | seeds | wall time |"
