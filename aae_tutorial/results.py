@@ -122,23 +122,33 @@ def _fmt(value: float | None, std: float | None) -> str:
     return f"{value:.4g} ± {std:.3g}" if std is not None else f"{value:.4g}"  # significant digits: % and MMD alike
 
 
-def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[str, str]] = ()) -> str:
+def _field(record: dict, field: str) -> str:
+    value = record.get(field)
+    if value is None:
+        return "–"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[str, str]] = (),
+          columns: Sequence[tuple[str, str]] = ()) -> str:
     """A Markdown table of ours-vs-paper with each run's provenance (display it with ``IPython.display.Markdown``).
 
     Provenance that is the same in every row (mode, device, epochs, seeds) moves to a note under the table, so that
     the table fits the page. ``reference`` adds rows of other models' results as reported in the literature:
-    (model, value) pairs.
+    (model, value) pairs. ``columns`` adds (header, field) columns of the records' own fields, e.g.
+    ``("categories used", "clusters_used")``; a list shows one value per seed.
     """
     provenance = {"recipe": lambda r: r.get("recipe", "–"), "mode": lambda r: r["mode"], "device": lambda r: r["device"],
                   "epochs": lambda r: r["epochs"], "seeds": lambda r: len(r["seeds"])}
     shared = {k: get(records[0]) for k, get in provenance.items() if len({get(r) for r in records}) == 1} if records else {}
     varying = [k for k in provenance if k not in shared]
     rows = [[r["experiment"], r["metric"], _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")),
-             *[provenance[k](r) for k in varying], f"{r['wall_time_s']:.0f} s"] for r in records]
+             *[_field(r, f) for _, f in columns], *[provenance[k](r) for k in varying], f"{r['wall_time_s']:.0f} s"]
+            for r in records]
     if not records:
         rows.append(["(no results yet: run the chapter)"])
     rows += [[f"{model} (reported in the literature)", "", "", value] for model, value in reference]
-    header = ["experiment", "metric", "ours", "paper", *varying, "wall time"]
+    header = ["experiment", "metric", "ours", "paper", *[h for h, _ in columns], *varying, "wall time"]
     note = ("Every row: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together."
             if shared else "")
     return tables.markdown(header, rows, title, note)

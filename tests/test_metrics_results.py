@@ -144,6 +144,17 @@ def test_record_refuses_what_would_forge_or_lose_a_result(results_dir, kwargs, m
     assert not list(results_dir.iterdir())
 
 
+def test_record_needs_a_recipe_and_tables_show_it_where_rows_differ(results_dir):
+    with pytest.raises(TypeError, match="recipe must be"):
+        results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe="paper")
+    ours = results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE, clusters_used=[15])
+    theirs = results.record("y", "m", [2.0], seeds=[0], runs=[run()], recipe=recipes.PAPER)
+    assert theirs["recipe"] == "paper" and theirs["recipe_settings"]["optimiser"] == "sgd"
+    text = results.table([ours, theirs], columns=[("used", "clusters_used")])
+    assert "| experiment | metric | ours | paper | used | recipe | wall time |" in text
+    assert "| x | m | 1 | – | 15 | course |" in text and "| y | m | 2 | – | – | paper |" in text
+
+
 def test_corrupt_results_file_is_named(results_dir):
     (results_dir / "bad.json").write_text('{"experiment": ')
     with pytest.raises(results.ResultsFileError, match=r"bad\.json"):
@@ -160,7 +171,7 @@ def test_tables_pad_rows_and_render_reference_rows(results_dir):
     lines = text.splitlines()
     assert lines[0] == "**T**" and lines[2] == "| experiment | metric | ours | paper | epochs | seeds | wall time |"
     assert all(line.count("|") == 8 for line in lines[2:6])  # mode and device never change: moved to the note
-    assert lines[-1] == "Every row: mode full, device cpu. Wall time: all seeds together."
+    assert lines[-1] == "Every row: recipe course, mode full, device cpu. Wall time: all seeds together."
     assert "| 3 ± 1.41 | 1.9 ± 0.1 | 3 | 2 | 20 s |" in text and "| GAN (reported in the literature) |  |  | 225 ± 2 |" in text
     assert tables.markdown(["a", "b"], [["x|y"]]) == "| a | b |\n|---|---|\n| x\\|y |  |"
     with pytest.raises(ValueError, match="wider than the header"):

@@ -141,7 +141,7 @@ def test_constructor_arguments_are_recorded():
     assert model.init_args["n_classes"] == 16 and model.init_args["input_noise"] == 0.0
     assert model.init_args["z_std"] == 1.0  # defaults too
     sup = SupervisedAAE(priors.Gaussian(15, 1.0), HIDDEN, n_classes=10)
-    assert set(sup.init_args) == {"prior", "hidden", "n_classes"}  # the outermost constructor's arguments
+    assert set(sup.init_args) == {"prior", "hidden", "n_classes", "recipe"}  # the outermost constructor's arguments
 
 
 def test_batch_norm_trunk_trains_on_batch_statistics_and_predicts_with_running_ones():
