@@ -63,10 +63,13 @@ class Gaussian(Prior):
 
     def __init__(self, dim: int = 2, std: float = 5.0, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if dim < 1 or not std > 0:
-            raise ValueError(f"Gaussian needs dim >= 1 and std > 0, got dim={dim}, std={std}")
+        if dim < 1 or not 0 < std < math.inf:
+            raise ValueError(f"Gaussian needs dim >= 1 and a finite std > 0, got dim={dim}, std={std}")
         self.dim, self.std = dim, float(std)
-        self.dist = D.Independent(D.Normal(torch.zeros(dim, device=self.device), self.std), 1)
+        # validate_args=False: the arguments are checked above, and checking each log_prob's input would read a
+        # value back to the host inside every training step (no CUDA graph could capture the VAE's step)
+        self.dist = D.Independent(D.Normal(torch.zeros(dim, device=self.device), self.std, validate_args=False), 1,
+                                  validate_args=False)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
         return self.std * torch.randn(n, self.dim, device=self.device)
@@ -98,8 +101,10 @@ class GaussianMixture(Prior):
     def __init__(self, n_components: int = 10, radius: float = 4.0, radial_std: float = 1.0,
                  tangential_std: float = 0.25, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if n_components < 1 or radius < 0 or not (radial_std > 0 and tangential_std > 0):
-            raise ValueError("GaussianMixture needs n_components >= 1, radius >= 0 and positive stds")
+        if n_components < 1 or not (0 <= radius < math.inf and 0 < radial_std < math.inf
+                                        and 0 < tangential_std < math.inf):
+            raise ValueError(f"GaussianMixture needs n_components >= 1, a finite radius >= 0 and finite positive "
+                             f"stds, got {n_components}, {radius}, {radial_std}, {tangential_std}")
         self.dim, self.n_components = 2, n_components
         self.radius, self.radial_std, self.tangential_std = float(radius), float(radial_std), float(tangential_std)
         angle = torch.arange(n_components, device=self.device) * (2 * math.pi / n_components)
@@ -107,9 +112,11 @@ class GaussianMixture(Prior):
         normal = torch.stack([-angle.sin(), angle.cos()], 1)  # (k, 2)
         self.means = radius * direction  # (k, 2)
         self.axes = torch.stack([direction * radial_std, normal * tangential_std], 2)  # (k, 2, 2): scaled axes
-        self.components = D.MultivariateNormal(self.means, scale_tril=torch.linalg.cholesky(self.axes @ self.axes.mT))
-        weights = D.Categorical(torch.ones(n_components, device=self.device))
-        self.dist = D.MixtureSameFamily(weights, self.components)
+        # validate_args=False, as for the Gaussian: no host read inside a training step
+        self.components = D.MultivariateNormal(self.means, scale_tril=torch.linalg.cholesky(self.axes @ self.axes.mT),
+                                               validate_args=False)
+        weights = D.Categorical(torch.ones(n_components, device=self.device), validate_args=False)
+        self.dist = D.MixtureSameFamily(weights, self.components, validate_args=False)
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
         if labels is None:

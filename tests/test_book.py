@@ -1,5 +1,4 @@
 """The committed book: every notebook listed, executed, error-free, with figures, provenance and a Colab cell."""
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,8 +63,8 @@ def test_training_chapters_state_epochs_and_wall_time(path):
     assert summaries and "**total**" in summaries[-1]
 
 
-VERSION = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # the one setting
-PINNED = f"aae-tutorial @ git+{CONFIG['repository']['url']}@v{VERSION}"
+# the ref the Colab cell installs: the branch the book is built from, which the rocket opens the notebook from too
+PINNED = f"aae-tutorial @ git+{CONFIG['repository']['url']}@{CONFIG['repository']['branch']}"
 
 
 def run_install_cell(source: str, monkeypatch, colab: bool, pip_exit: int = 0) -> list[list[str]]:
@@ -87,9 +86,15 @@ def test_first_code_cell_installs_this_books_version_on_colab_only_and_fails_lou
     assert not first.outputs
     assert run_install_cell(first.source, monkeypatch, colab=False) == []  # elsewhere: nothing is installed
     (pip,) = run_install_cell(first.source, monkeypatch, colab=True)
-    assert pip[1:5] == ["-m", "pip", "install", "-q"] and pip[-1] == PINNED  # pinned to pyproject's version
+    assert pip[1:5] == ["-m", "pip", "install", "-q"] and pip[-1] == PINNED  # the book's own branch
     with pytest.raises(RuntimeError, match=r"Could not install .* run this cell again"):
         run_install_cell(first.source, monkeypatch, colab=True, pip_exit=1)  # the notebook stops here
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_ask_colab_for_a_gpu(path):
+    metadata = nbformat.read(path, as_version=4).metadata
+    assert metadata.get("accelerator") == "GPU" and metadata.get("colab", {}).get("gpuType")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

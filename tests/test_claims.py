@@ -1,0 +1,90 @@
+"""Each chapter's headline claim, checked against the results records committed in ``book/results/``.
+
+The book says these things in its prose; these tests fail when the committed runs stop showing them. Where a target
+cannot be met in quick mode, the chapter says so in one sentence, and the test checks that the record agrees with
+that sentence instead.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+from aae_tutorial import recipes
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+RESULTS = BOOK / "results"
+EXPERIMENTS = sorted(p for p in RESULTS.glob("*.json") if "value" in json.loads(p.read_text()))
+
+
+def record(experiment: str) -> dict:
+    return json.loads((RESULTS / f"{experiment}.json").read_text())
+
+
+def markdown_of(chapter: str) -> str:
+    notebook = json.loads((BOOK / f"{chapter}.ipynb").read_text())
+    return "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+
+
+def test_there_are_experiment_records():
+    assert len(EXPERIMENTS) >= 20
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_record_carries_its_recipe(path):
+    rec = json.loads(path.read_text())
+    assert rec["recipe"] in ("paper", "course"), rec.get("recipe")
+    settings = rec["recipe_settings"]
+    assert settings["name"] == rec["recipe"] and settings["optimiser"] in recipes.OPTIMISERS
+    if rec["recipe"] == "paper":
+        assert settings == recipes.PAPER.describe()
+
+
+@pytest.mark.parametrize("ours, paper_recipe", [
+    ("prior_match_gaussian_aae", "prior_match_gaussian_aae_paper_recipe"),  # chapter 3
+    ("semisupervised_100_labels", "semisupervised_100_labels_paper_recipe"),  # chapter 6
+    ("clustering_k16", "clustering_k16_paper_recipe"),  # chapter 7
+])
+def test_the_paper_recipe_ran_beside_the_course_recipe(ours, paper_recipe):
+    course, paper = record(ours), record(paper_recipe)
+    assert course["recipe"] == "course" and paper["recipe"] == "paper"
+    assert course["mode"] == paper["mode"] and course["epochs"] == paper["epochs"]
+    assert paper["recipe_settings"]["optimiser"] == "sgd" and paper["recipe_settings"]["generator_loss"] == "minimax"
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "mixture"])
+def test_ch3_the_aae_matches_the_prior_better_than_the_vae_scored_on_samples(prior):
+    aae, vae = record(f"prior_match_{prior}_aae"), record(f"prior_match_{prior}_vae")
+    assert vae["scored_on"] == "samples of q(z|x)"
+    assert aae["value"] < vae["value"], (aae["value"], vae["value"])
+
+
+def test_ch4_codes_land_in_their_component_with_the_papers_label_budget():
+    assert record("label_prior_mixture-10k-labels")["value"] >= 85.0
+
+
+def test_ch5_content_follows_the_label():
+    assert record("content_follows_label_05_supervised")["value"] >= 90.0
+
+
+def test_ch6_content_follows_y_and_the_smaller_style_is_why():
+    rec = record("content_follows_label_06_semisupervised")
+    assert rec["value"] >= 80.0 and rec["style_dim"] < 10
+    assert rec["style_dim_10_share"] < rec["value"]  # the measured effect of the departure the chapter names
+
+
+@pytest.mark.parametrize("labels", ["100", "1000"])
+def test_ch6_the_semisupervised_aae_beats_the_labels_only_baseline(labels):
+    aae, alone = record(f"semisupervised_{labels}_labels"), record(f"semisupervised_{labels}_labels_labels_only")
+    assert aae["value"] < alone["value"], (aae["value"], alone["value"])
+
+
+def test_ch7_the_recipe_uses_the_categories_and_the_page_states_the_error_gap():
+    rec = record("clustering_k16")
+    assert min(rec["clusters_used"]) >= 14
+    if rec["value"] > 25.0:  # the quick-mode target is missed: the chapter must say so, and truly
+        assert "its error stays above 25 %" in markdown_of("07_clustering")
+    assert record("clustering_k16_paper_recipe")["clusters_used"][0] < min(rec["clusters_used"])
+
+
+def test_ch8_the_unsupervised_map_uses_its_heads():
+    assert min(record("dimred_2d_unsupervised")["clusters_used"]) >= 16
