@@ -34,6 +34,28 @@ from torch.nn import functional as F
 Step = Callable[[Tensor], dict[str, Tensor]]
 #: Eager steps before capture: optimiser state and autograd buffers exist before the graph records them.
 WARMUP_STEPS = 3
+#: Why capture is off for the rest of this process, once a failed capture has left torch's caching allocator in a
+#: state later captures cannot trust (torch before 2.12); ``None`` while capture is safe to try.
+_CAPTURE_DISABLED: str | None = None
+
+
+def _allocator_survives_failed_capture() -> bool:
+    """From torch 2.12 on, a failed capture resets the caching allocator's capture state; before, it does not."""
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 12)
+
+
+def capture_failure_cause(error: BaseException) -> BaseException:
+    """The error that made a capture fail. When the step raises inside ``torch.cuda.graph``, leaving the context
+    raises a second error ("... previous error during capture") whose ``__context__`` holds the real cause."""
+    while error.__context__ is not None and "previous error during capture" in str(error):
+        error = error.__context__
+    return error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:160]}" if text else type(error).__name__
 
 
 def graphs_enabled(device: torch.device | str) -> bool:
@@ -60,6 +82,9 @@ class StepRunner:
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_idx: Tensor | None = None
+        if self.graphs and _CAPTURE_DISABLED is not None:
+            warnings.warn(f"{desc}: running eagerly, {_CAPTURE_DISABLED}", stacklevel=2)
+            self.graphs = False
         if self.graphs:  # the optimisers' step counters must live on the GPU to be updated inside a graph
             for opt in optimisers(model, step):
                 for group in opt.param_groups:
@@ -75,21 +100,54 @@ class StepRunner:
     def _eager(self, idx: Tensor) -> None:
         self._accumulate(self.step(idx))
 
+    def _fall_back(self, reason: str, idx: Tensor) -> None:
+        """Run this and every later step eagerly, with a one-line warning saying why."""
+        warnings.warn(f"{self.desc}: running eagerly, {reason}", stacklevel=4)
+        self.graphs = False
+        torch.cuda.synchronize()
+        self._eager(idx)
+
+    def _warm_up(self, idx: Tensor, last: bool) -> None:
+        """One eager step on a side stream, as capture requires. The last one runs under torch's sync debug mode, so
+        a step that reads a value back to the host (which no graph can capture) is found before capture is tried."""
+        self.side_stream.wait_stream(torch.cuda.current_stream())
+        mode = torch.cuda.get_sync_debug_mode()
+        try:
+            with torch.cuda.stream(self.side_stream), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*capturable.*")  # set for the graph; eager warm-up is fine
+                if last:
+                    torch.cuda.set_sync_debug_mode("error")
+                self._eager(idx)
+        except RuntimeError as e:
+            if not last or "synchroniz" not in str(e):
+                raise
+            torch.cuda.set_sync_debug_mode(mode)
+            torch.cuda.current_stream().wait_stream(self.side_stream)
+            self._fall_back(f"the step reads a value back to the host, which a CUDA graph cannot capture "
+                            f"({_first_line(e)})", idx)
+            return
+        finally:
+            torch.cuda.set_sync_debug_mode(mode)
+        torch.cuda.current_stream().wait_stream(self.side_stream)
+
     def _capture(self, idx: Tensor) -> None:
         """Record one whole step, loss accumulation included, as a CUDA graph; fall back to eager if that fails."""
+        global _CAPTURE_DISABLED
         self.static_idx = idx.clone()
         graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream()
         try:
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
                 self._accumulate(self.step(self.static_idx))
         except Exception as e:  # noqa: BLE001 - any capture failure: run this and every later step eagerly
-            first_line = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-            warnings.warn(f"{self.desc}: running eagerly, the step could not be captured as a CUDA graph "
-                          f"({type(e).__name__}: {first_line})", stacklevel=3)
-            self.graphs = False
-            torch.cuda.synchronize()
-            self._eager(idx)
+            torch.cuda.set_stream(stream)  # a failed capture can leave its capture stream current
+            reason = f"the step could not be captured as a CUDA graph ({_first_line(capture_failure_cause(e))})"
+            if not _allocator_survives_failed_capture():
+                _CAPTURE_DISABLED = (f"CUDA graphs are off for the rest of this process: an earlier capture failed, "
+                                     f"and torch {torch.__version__}'s allocator cannot be trusted after that")
+                reason += f"; {_CAPTURE_DISABLED}"
+            self._fall_back(reason, idx)
             return
         self.graph = graph
         self.graph.replay()  # capture records without running: now run it for this minibatch
@@ -101,11 +159,8 @@ class StepRunner:
         elif self.graph is not None:
             self.static_idx.copy_(idx)
             self.graph.replay()
-        elif self.calls <= WARMUP_STEPS:  # warm up on a side stream, as CUDA graph capture requires
-            self.side_stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side_stream):
-                self._eager(idx)
-            torch.cuda.current_stream().wait_stream(self.side_stream)
+        elif self.calls <= WARMUP_STEPS:
+            self._warm_up(idx, last=self.calls == WARMUP_STEPS)
         else:
             self._capture(idx)
 

@@ -14,8 +14,10 @@ from torch import distributions as D
 
 
 def capturing(t: Tensor) -> bool:
-    """True while ``t``'s device is recording a CUDA graph, when checks that read values back are not allowed."""
-    return t.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    """True while ``t``'s device is recording a CUDA graph, or while torch's sync debug mode is set to "error" (the
+    engine's check, before capture, that a step reads nothing back): then checks that read values back are skipped."""
+    return t.device.type == "cuda" and (torch.cuda.is_current_stream_capturing()
+                                         or torch.cuda.get_sync_debug_mode() == 2)
 
 
 def check_classes(y: Tensor, n_classes: int, what: str) -> None:

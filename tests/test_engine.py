@@ -3,6 +3,7 @@ captured (and then trains exactly as eager does), and applies precision from out
 import contextlib
 import warnings
 
+import pytest
 import torch
 
 from aae_tutorial import engine, priors, train
@@ -58,6 +59,20 @@ class FakeCuda:
     current_stream = Stream
     stream = staticmethod(lambda s: contextlib.nullcontext())
     synchronize = staticmethod(lambda: None)
+    set_stream = staticmethod(lambda s: None)
+    sync_debug_mode = 0
+
+    @classmethod
+    def get_sync_debug_mode(cls):
+        return cls.sync_debug_mode
+
+    @classmethod
+    def set_sync_debug_mode(cls, mode):
+        cls.sync_debug_mode = {"default": 0, "warn": 1, "error": 2}.get(mode, mode)
+
+
+FAKED = ("CUDAGraph", "graph", "Stream", "stream", "synchronize", "current_stream", "set_stream",
+         "get_sync_debug_mode", "set_sync_debug_mode")
 
 
 def test_capture_failure_warns_once_and_trains_exactly_like_eager(monkeypatch):
@@ -65,7 +80,7 @@ def test_capture_failure_warns_once_and_trains_exactly_like_eager(monkeypatch):
     eager = run_epoch(engine.StepRunner(eager_step, eager_model, "cpu", graphs=False))
 
     model, step = aae_and_step()
-    for name in ("CUDAGraph", "graph", "Stream", "stream", "synchronize", "current_stream"):
+    for name in FAKED:
         monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -114,3 +129,64 @@ def test_optimisers_are_found_on_the_model_and_in_the_step():
         return {}
 
     assert engine.optimisers(net, step) == [opt] and engine.optimisers(net) == []
+
+
+def test_a_failed_capture_reports_its_real_cause():
+    try:
+        try:
+            raise ValueError("the step's own error")
+        except ValueError:
+            raise RuntimeError("operation failed due to a previous error during capture")
+    except RuntimeError as e:
+        assert str(engine.capture_failure_cause(e)) == "the step's own error"
+    plain = KeyError("x")
+    assert engine.capture_failure_cause(plain) is plain
+
+
+def test_a_step_that_syncs_is_found_in_warm_up_and_never_captured(monkeypatch):
+    for name in FAKED:
+        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    monkeypatch.setattr(FakeCuda, "graph", staticmethod(lambda g: pytest.fail("capture must not be tried")))
+    model = torch.nn.Linear(2, 2)
+
+    def step(idx):
+        if torch.cuda.get_sync_debug_mode() == 2:  # what torch does to an .item() in "error" mode
+            raise RuntimeError("called a synchronizing CUDA operation")
+        return {"loss": model(torch.ones(1, 2)).sum()}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = engine.StepRunner(step, model, "cpu", desc="sync", graphs=True)
+        for _ in range(engine.WARMUP_STEPS + 2):
+            runner(torch.arange(1))
+    messages = [str(w.message) for w in caught]
+    assert messages == ["sync: running eagerly, the step reads a value back to the host, which a CUDA graph cannot "
+                        "capture (RuntimeError: called a synchronizing CUDA operation)"]
+    assert runner.graphs is False and FakeCuda.sync_debug_mode == 0  # the debug mode is restored
+
+
+def test_on_old_torch_a_failed_capture_turns_capture_off_for_the_process(monkeypatch):
+    for name in FAKED:
+        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    monkeypatch.setattr(engine, "_allocator_survives_failed_capture", lambda: False)
+    monkeypatch.setattr(engine, "_CAPTURE_DISABLED", None)  # restored after the test
+    model = torch.nn.Linear(2, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = engine.StepRunner(lambda idx: {"loss": model(torch.ones(1, 2)).sum()}, model, "cpu", graphs=True)
+        for _ in range(engine.WARMUP_STEPS + 1):
+            runner(torch.arange(1))
+    (message,) = [str(w.message) for w in caught]
+    assert "could not be captured" in message and message.endswith("cannot be trusted after that")
+    assert engine._CAPTURE_DISABLED is not None
+
+
+def test_capture_stays_off_after_an_allocator_breaking_failure(monkeypatch):
+    monkeypatch.setattr(engine, "graphs_enabled", lambda device: True)
+    monkeypatch.setattr(engine, "_CAPTURE_DISABLED", "CUDA graphs are off for the rest of this process: test")
+    model = torch.nn.Linear(2, 2)
+    with pytest.warns(UserWarning, match="running eagerly, CUDA graphs are off for the rest of this process"):
+        runner = engine.StepRunner(lambda idx: {"loss": model(torch.ones(1, 2)).sum()}, model, "cpu", desc="t")
+    assert runner.graphs is False
+    runner(torch.arange(1))
+    assert runner.calls == 1 and set(runner.sums) == {"loss"}
