@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import cache_dir
-from .files import atomic_write
+from .files import atomic_write, check_name
 
 #: Package modules whose code shapes every model: a change to any of them retrains.
 SHARED_MODULES = ("aae_tutorial.nets", "aae_tutorial.steps", "aae_tutorial.priors", "aae_tutorial.recipes")
@@ -100,7 +100,9 @@ def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], con
 
 
 def path_for(name: str, digest: str) -> Path:
-    """``$AAE_CACHE_DIR/checkpoints/<name>-<digest>.pt``."""
+    """``$AAE_CACHE_DIR/checkpoints/<name>-<digest>.pt``; ``name`` must be a plain file-name stem, so that no run
+    writes outside the cache."""
+    check_name(name, "a run's name")
     return cache_dir() / "checkpoints" / f"{name}-{digest}.pt"
 
 

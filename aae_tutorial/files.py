@@ -1,11 +1,43 @@
 """Files written so that a crash or a second writer never leaves a half-written or mixed file behind."""
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there, writers of one folder are not serialised
+    fcntl = None
+
+#: A file-name stem the package writes: letters, digits, '_', '-' and '.', starting with a letter or digit.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(name: str, what: str) -> None:
+    """Refuse a name that is not a plain file-name stem (no folder, no '..', not empty), naming ``what`` it is."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{what} is letters, digits, '_', '-' and '.', with no '/' and no '..'; got {name!r}")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (flock on the folder itself, so no lock file is left behind): writers
+    that check a file and then replace it do both without another writer in between."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

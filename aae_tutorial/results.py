@@ -9,22 +9,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import statistics
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from . import tables
-from .files import atomic_write
+from .files import atomic_write, check_name, folder_lock
 from .mode import MODES
 from .recipes import Recipe
 from .train import Run
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
 
 class ResultsFileError(ValueError):
     """A results file that cannot be read; the message names it."""
@@ -33,11 +30,6 @@ class ResultsFileError(ValueError):
 def results_dir() -> Path:
     """``$AAE_RESULTS_DIR`` or ``results/`` beside the running notebook (``book/results`` in the repository)."""
     return Path(os.environ.get("AAE_RESULTS_DIR", "results"))
-
-
-def _check_name(experiment: str) -> None:
-    if not isinstance(experiment, str) or not NAME.fullmatch(experiment) or ".." in experiment:
-        raise ValueError(f"an experiment name is letters, digits, '_', '-' and '.', with no '..'; got {experiment!r}")
 
 
 def _finite(values: Sequence[float], what: str) -> list[float]:
@@ -56,7 +48,7 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     the values (:mod:`aae_tutorial.recipes`): its name ("paper" or "course") and its settings are recorded. ``extra`` adds fields of the experiment's own (e.g. the
     selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
     """
-    _check_name(experiment)
+    check_name(experiment, "an experiment name")
     values = _finite(values, "values")
     if not values or len(values) != len(seeds) or len(runs) != len(seeds):
         raise ValueError(f"need one value and one run per seed, got {len(values)} values and {len(runs)} runs "
@@ -87,11 +79,27 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
         raise ValueError(f"extra fields may not replace standard ones: {shadowed}")
     rec.update(extra)
     path = results_dir() / f"{experiment}.json"
-    if path.exists() and rec["mode"] == "quick" and load(path).get("mode") == "full":
-        print(f"kept the paper-scale record in {path}; this quick run's value was {rec['value']}")
-        return rec
-    write_json(path, rec)
+    with folder_lock(path.parent):  # the check and the write, with no other writer in between
+        if rec["mode"] == "quick" and _existing_mode(path) == "full":
+            print(f"kept the paper-scale record in {path}; this quick run's value was {rec['value']}")
+            return rec
+        write_json(path, rec)
     return rec
+
+
+def _existing_mode(path: Path) -> str | None:
+    """The mode of the record at ``path`` (case and spaces ignored), or ``None`` if there is none. An unreadable
+    record is moved aside as ``*.corrupt`` with a warning naming both files, and counts as none."""
+    if not path.exists():
+        return None
+    try:
+        return str(load(path).get("mode", "")).strip().lower()
+    except ResultsFileError as e:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"{e}; moved it to {aside} (delete it once you have looked at it) and wrote the new record",
+                      stacklevel=3)
+        return None
 
 
 def write_json(path: Path, obj: dict) -> None:

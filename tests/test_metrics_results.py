@@ -251,3 +251,39 @@ def test_content_follows_label_counts_what_the_judge_reads_back():
                                           styles, reader)
     ignores = judge.content_follows_label(lambda z, y: torch.full((len(y), 784), 3.0), styles, reader)
     assert follows == 100.0 and ignores == pytest.approx(10.0)  # a decoder that ignores y scores chance
+
+
+def test_a_record_edited_to_full_in_any_case_is_kept(results_dir):
+    results.record("x", "m", [3.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
+    path = results_dir / "x.json"
+    path.write_text(path.read_text().replace('"mode": "full"', '"mode": " Full"'))
+    results.record("x", "m", [9.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE)
+    assert results.load(path)["value"] == 3.0
+
+
+def test_a_corrupt_record_is_set_aside_with_a_warning_not_fatal(results_dir):
+    (results_dir / "x.json").write_text('{"experiment": ')
+    with pytest.warns(UserWarning, match=r"x\.json.*moved it to .*x\.json\.corrupt"):
+        rec = results.record("x", "m", [1.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE)
+    assert results.load(results_dir / "x.json") == rec and (results_dir / "x.json.corrupt").exists()
+
+
+def test_concurrent_quick_runs_never_replace_a_full_record(results_dir):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    writers = [ctx.Process(target=_write_record, args=(str(results_dir), mode, value))
+               for mode, value in [("quick", 9.0)] * 4 + [("full", 3.0)] + [("quick", 8.0)] * 4]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(30)
+        assert w.exitcode == 0
+    assert results.load(results_dir / "x.json")["value"] == 3.0  # the full record survives every ordering
+
+
+def _write_record(folder: str, mode: str, value: float) -> None:
+    import os
+
+    os.environ["AAE_RESULTS_DIR"] = folder
+    results.record("x", "m", [value], seeds=[0], runs=[run(mode=mode)], recipe=recipes.COURSE)

@@ -226,3 +226,11 @@ def test_seeding_repeats_a_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train.seed_everything(8)
+
+
+@pytest.mark.parametrize("name", ["/abs/x", "../../x", "a/b", "", "x/../y"])
+def test_a_run_name_cannot_write_outside_the_checkpoint_cache(name):
+    from aae_tutorial import checkpoints
+
+    with pytest.raises(ValueError, match="a run's name is letters"):
+        checkpoints.path_for(name, "0123")
