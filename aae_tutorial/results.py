@@ -160,3 +160,14 @@ def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[st
     note = ("Every row: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together."
             if shared else "")
     return tables.markdown(header, rows, title, note)
+
+
+def headline_table(rows: dict[str, str], title: str = "") -> str:
+    """A short Markdown table of chosen results, each named in words: ``rows`` maps experiment name -> description.
+    The experiments' record files are named in a note; the mode, device and epochs of each run are columns, so a
+    reader sees at a glance which scale the numbers come from."""
+    records = [load(results_dir() / f"{name}.json") for name in rows]
+    body = [[words, _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")), r["mode"], r["device"],
+             r["epochs"]] for words, r in zip(rows.values(), records)]
+    note = "Records, in order: " + ", ".join(f"`{name}`" for name in rows) + " (in `book/results/`)."
+    return tables.markdown(["result", "ours", "paper", "mode", "device", "epochs"], body, title, note)
