@@ -154,3 +154,15 @@ def test_batch_norm_trunk_trains_on_batch_statistics_and_predicts_with_running_o
     model.eval()
     (first, _), (alone, _) = model.predict(x), model.predict(x[:1])  # eval: no dependence on the rest of the batch
     assert first[0] == alone[0] and model.predict_proba(x[:1]).allclose(model.predict_proba(x)[:1], atol=1e-6)
+
+
+def test_vae_codes_are_means_or_samples_of_the_posterior():
+    torch.manual_seed(0)
+    model = vae.VAE(priors.Gaussian(2, 1.0), HIDDEN)
+    x = torch.rand(500, 784)
+    means, again = model.encode(x), model.encode(x)
+    samples = model.encode(x, sample=True)
+    assert torch.equal(means, again) and samples.shape == means.shape
+    sigma = (0.5 * model.encoder(x).chunk(2, dim=1)[1]).exp()  # the posterior's standard deviations
+    z = (samples - means) / sigma  # standardised draws: N(0, I) if the samples come from q(z|x)
+    assert abs(z.mean().item()) < 0.15 and abs(z.std().item() - 1) < 0.1
