@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from . import tables
+from .train import adam
 
 OPTIMISERS = ("sgd", "adam")
 GENERATOR_LOSSES = ("minimax", "non-saturating")
@@ -66,11 +67,7 @@ class Recipe:
         params = list(params)
         if self.optimiser == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=self.momentum, foreach=True)
-        betas = (self.momentum, 0.999) if phase == "adversarial" else (0.9, 0.999)
-        try:  # the fused kernel where this torch build has one for the parameters' device
-            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-        except (RuntimeError, TypeError):
-            return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+        return adam(params, lr, betas=(self.momentum, 0.999) if phase == "adversarial" else (0.9, 0.999))
 
     def generator(self, logits: Tensor) -> Tensor:
         """The generator's loss on the discriminator's logits for the encoder's codes.
