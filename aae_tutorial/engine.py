@@ -111,7 +111,7 @@ class StepRunner:
         """One eager step on a side stream, as capture requires. The last one runs under torch's sync debug mode, so
         a step that reads a value back to the host (which no graph can capture) is found before capture is tried."""
         self.side_stream.wait_stream(torch.cuda.current_stream())
-        mode = torch.cuda.get_sync_debug_mode()
+        mode, synced = torch.cuda.get_sync_debug_mode(), None
         try:
             with torch.cuda.stream(self.side_stream), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*capturable.*")  # set for the graph; eager warm-up is fine
@@ -121,14 +121,13 @@ class StepRunner:
         except RuntimeError as e:
             if not last or "synchroniz" not in str(e):
                 raise
-            torch.cuda.set_sync_debug_mode(mode)
-            torch.cuda.current_stream().wait_stream(self.side_stream)
-            self._fall_back(f"the step reads a value back to the host, which a CUDA graph cannot capture "
-                            f"({_first_line(e)})", idx)
-            return
+            synced = e
         finally:
             torch.cuda.set_sync_debug_mode(mode)
         torch.cuda.current_stream().wait_stream(self.side_stream)
+        if synced is not None:
+            self._fall_back(f"the step reads a value back to the host, which a CUDA graph cannot capture "
+                            f"({_first_line(synced)})", idx)
 
     def _capture(self, idx: Tensor) -> None:
         """Record one whole step, loss accumulation included, as a CUDA graph; fall back to eager if that fails."""

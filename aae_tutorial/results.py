@@ -45,8 +45,8 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
 
     ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
     and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models behind
-    the values (:mod:`aae_tutorial.recipes`): its name ("paper" or "course") and its settings are recorded. ``extra`` adds fields of the experiment's own (e.g. the
-    selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
+    the values (:mod:`aae_tutorial.recipes`): its name ("paper" or "course") and its settings are recorded.
+    ``extra`` adds fields of the experiment's own (e.g. the selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
     """
     check_name(experiment, "an experiment name")
     values = _finite(values, "values")
