@@ -162,12 +162,20 @@ def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[st
     return tables.markdown(header, rows, title, note)
 
 
-def headline_table(rows: dict[str, str], title: str = "") -> str:
+def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = None) -> str:
     """A short Markdown table of chosen results, each named in words: ``rows`` maps experiment name -> description.
-    The experiments' record files are named in a note; the mode, device and epochs of each run are columns, so a
-    reader sees at a glance which scale the numbers come from."""
-    records = [load(results_dir() / f"{name}.json") for name in rows]
-    body = [[words, _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")), r["mode"], r["device"],
-             r["epochs"]] for words, r in zip(rows.values(), records)]
-    note = "Records, in order: " + ", ".join(f"`{name}`" for name in rows) + " (in `book/results/`)."
+    The records are read from ``folder`` (default :func:`results_dir`); one that does not exist yet (a chapter not
+    run here, e.g. on Colab) shows as "not run yet". The mode, device and epochs of each run are columns, so a reader
+    sees at a glance which scale the numbers come from; the record files are named in a note."""
+    folder = results_dir() if folder is None else Path(folder)
+    body = []
+    for name, words in rows.items():
+        path = folder / f"{name}.json"
+        if not path.exists():
+            body.append([words, "not run yet", "–", "–", "–", "–"])
+            continue
+        r = load(path)
+        body.append([words, _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")), r["mode"], r["device"],
+                     r["epochs"]])
+    note = "Records, in order: " + ", ".join(f"`{name}`" for name in rows) + f" (in `{folder}/`)."
     return tables.markdown(["result", "ours", "paper", "mode", "device", "epochs"], body, title, note)

@@ -293,5 +293,5 @@ def test_headline_table_names_results_in_words_with_their_scale(results_dir):
     results.record("x", "error (%)", [2.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE, paper=1.9)
     text = results.headline_table({"x": "the x experiment, error %"}, "T")
     assert "| the x experiment, error % | 2 | 1.9 | quick | cpu | 3 |" in text and "`x`" in text
-    with pytest.raises(results.ResultsFileError, match="missing"):
-        results.headline_table({"missing": "a result nobody recorded"})
+    missing = results.headline_table({"missing": "a result nobody recorded"}, folder=results_dir / "elsewhere")
+    assert "| a result nobody recorded | not run yet | – |" in missing and "elsewhere/" in missing
