@@ -33,6 +33,11 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite: training stopped and nothing was saved."""
 
 
+class NonFiniteWeightsError(NonFiniteLossError):
+    """Weights became NaN or infinite although every logged loss was finite (e.g. in the last update): nothing was
+    saved."""
+
+
 def pick_device() -> torch.device:
     """The best available device: CUDA, then Apple's MPS, then the CPU."""
     if torch.cuda.is_available():
@@ -184,6 +189,13 @@ def _loaded(name: str, config: dict, meta: dict) -> Run:
 
 
 def _save(path, model: nn.Module, run: Run) -> None:
+    """Checkpoint a finished run, after checking that its weights are finite: a loss is read before its update, so
+    the last update can break the weights of a run whose losses all were finite."""
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteWeightsError(f"{run.name}: non-finite weights after training ({', '.join(bad[:3])}"
+                                    f"{', ...' if len(bad) > 3 else ''}) although every loss was finite; nothing was "
+                                    "saved (lower the learning rates, or check the step)")
     checkpoints.save(path, model, {"history": asdict(run.history), "mode": run.mode, "device": run.device,
                                    "wall_time_s": run.wall_time_s, "ensemble": run.ensemble})
 

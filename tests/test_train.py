@@ -234,3 +234,22 @@ def test_a_run_name_cannot_write_outside_the_checkpoint_cache(name):
 
     with pytest.raises(ValueError, match="a run's name is letters"):
         checkpoints.path_for(name, "0123")
+
+
+def test_weights_broken_by_the_last_update_are_never_saved(cache):
+    x = patterns(100)
+    model = TinyAE()
+    train_step = tiny_step(model, x)
+    calls = []
+
+    def step(idx):
+        losses = train_step(idx)  # the loss is read before this update...
+        calls.append(1)
+        if len(calls) == 2:  # ...so breaking the weights in the last step leaves every logged loss finite
+            with torch.no_grad():
+                model.dec[-1].bias.fill_(float("nan"))
+        return losses
+
+    with pytest.raises(train.NonFiniteWeightsError, match=r"non-finite weights after training \(dec\.2\.bias\)"):
+        train.fit("broken", model, step, x, 1, mode.RunMode("quick", "test"), "cpu", batch_size=50)
+    assert not list(cache.rglob("*.pt"))
