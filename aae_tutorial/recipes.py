@@ -18,9 +18,9 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from . import tables
+from .steps import gan_loss
 from .train import adam
 
 OPTIMISERS = ("sgd", "adam")
@@ -76,8 +76,8 @@ class Recipe:
         -E log D(q(x)), which has the same fixed point and stronger gradients while D wins (Goodfellow et al. 2014).
         """
         if self.generator_loss == "minimax":
-            return -F.softplus(logits).mean()  # log(1 - sigmoid(l)) = -softplus(l)
-        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+            return -gan_loss(logits, False)  # the discriminator's own loss on fakes, log(1 - D), with its sign flipped
+        return gan_loss(logits, True)
 
     def describe(self) -> dict:
         """The recipe's settings, for results records."""
