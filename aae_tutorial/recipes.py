@@ -76,7 +76,7 @@ class Recipe:
         -E log D(q(x)), which has the same fixed point and stronger gradients while D wins (Goodfellow et al. 2014).
         """
         if self.generator_loss == "minimax":
-            return -gan_loss(logits, False)  # the discriminator's own loss on fakes, log(1 - D), with its sign flipped
+            return -gan_loss(logits, False)  # log(1 - D): minus D's loss on fakes
         return gan_loss(logits, True)
 
     def describe(self) -> dict:
