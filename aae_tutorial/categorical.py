@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from . import metrics, nets
 from .checkpoints import RecordsInit
+from .data import LabelledSet
 from .priors import check_classes
 from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
@@ -90,10 +91,12 @@ class CategoricalAAE(RecordsInit, nn.Module):
         return self.heads(y_prob) + z if self.heads is not None else torch.cat([y_prob, z], 1)
 
     def head_penalty(self) -> Tensor:
-        """Sum over pairs of cluster heads of max(0, head_gap - distance): pushes heads at least head_gap apart."""
-        w = self.heads.weight.T  # (n_classes, head_dim)
-        d = torch.cdist(w, w)  # (n_classes, n_classes)
-        return torch.triu(F.relu(self.head_gap - d), diagonal=1).sum()  # each pair i < j once
+        """Sum over pairs of cluster heads of max(0, head_gap - distance): pushes heads at least head_gap apart.
+        The heads of an ensemble's members (:func:`aae_tutorial.engine.stack`) are penalised each on their own."""
+        w = self.heads.weight.transpose(-1, -2)  # (n_classes, head_dim); (M, n_classes, head_dim) in an ensemble
+        d = torch.cdist(w, w)  # (n_classes, n_classes), per member
+        pairs = torch.triu(F.relu(self.head_gap - d), diagonal=1)  # each pair i < j once
+        return pairs.sum((-2, -1)).mean()  # an ensemble's members' mean, like every other loss
 
     def train_step(self, x: Tensor, x_labelled: Tensor | None = None,
                    y_labelled: Tensor | None = None) -> dict[str, Tensor]:
@@ -175,26 +178,25 @@ def clustering_error(model: CategoricalAAE, x: Tensor, y: Tensor, x_valid: Tenso
     return metrics.error_rate(names[model.predict(x)[0]], y)
 
 
-def semisupervised_step(model: CategoricalAAE, x: Tensor, x_labelled: Tensor,
-                        y_labelled: Tensor) -> Callable[[Tensor], dict[str, Tensor]]:
+def semisupervised_step(model: CategoricalAAE, x: Tensor,
+                        labelled: LabelledSet) -> Callable[[Tensor], dict[str, Tensor]]:
     """The training step of section 5: the unlabelled minibatch ``x[idx]`` and, every step, a fresh random labelled
     minibatch of the same size. An epoch is one pass over the unlabelled set, and a small labelled set is cycled
     through many times per epoch; zipping the two loaders instead would end the epoch after one labelled pass."""
     def step(idx: Tensor) -> dict[str, Tensor]:
-        j = torch.randint(len(x_labelled), (len(idx),), device=x.device)  # drawn with replacement, every step
-        return model.train_step(x[idx], x_labelled[j], y_labelled[j])
+        x_labelled, y_labelled = labelled.sample(len(idx))  # drawn with replacement, every step
+        return model.train_step(x[idx], x_labelled, y_labelled)
 
     return step
 
 
-def labels_only_step(model: CategoricalAAE, x: Tensor, x_labelled: Tensor,
-                     y_labelled: Tensor) -> Callable[[Tensor], dict[str, Tensor]]:
+def labels_only_step(model: CategoricalAAE, labelled: LabelledSet) -> Callable[[Tensor], dict[str, Tensor]]:
     """The baseline for section 5: the same encoder trained on the labelled images alone. Each step is the
-    classification phase only, on a fresh random labelled minibatch of the size of ``idx``; ``x``, the unlabelled
-    set, is never read, so an epoch has as many steps as the semi-supervised AAE's."""
+    classification phase only, on a fresh random labelled minibatch of the size of ``idx``; the unlabelled images
+    are never read, so an epoch has as many steps as the semi-supervised AAE's."""
     def step(idx: Tensor) -> dict[str, Tensor]:
-        j = torch.randint(len(x_labelled), (len(idx),), device=x_labelled.device)
-        loss_c = F.cross_entropy(model.encode(x_labelled[j], noisy=True)[0], y_labelled[j])  # takes logits
+        x_labelled, y_labelled = labelled.sample(len(idx))
+        loss_c = F.cross_entropy(model.encode(x_labelled, noisy=True)[0], y_labelled)  # takes logits
         update(model.opt_c, loss_c)
         return {"classification": loss_c}
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,3 +217,45 @@ def balanced_subset(y: Tensor, per_class: int, seed: int, n_classes: int = 10) -
             raise ValueError(f"class {c} has only {len(idx)} examples, cannot draw {per_class}")
         picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
     return torch.cat(picks).sort().values
+
+
+class LabelledSet:
+    """The labelled images of the semi-supervised protocol (paper section 5), to draw minibatches from with
+    replacement: every step takes a fresh random labelled minibatch.
+
+    :meth:`stack` joins the labelled sets of the members of an ensemble (:func:`aae_tutorial.train.fit_together`):
+    then :meth:`sample` gives each member its share of the rows from its own set only, in the members' order, so
+    each model sees only its own labels, as it would alone.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, sizes: Sequence[int] | None = None) -> None:
+        check_images(x, "the labelled images")
+        if not isinstance(y, Tensor) or y.shape != (len(x),) or y.dtype != torch.int64 or y.device != x.device:
+            raise ValueError(f"the labels must be an int64 tensor of shape ({len(x)},) on {x.device}, got "
+                             f"{tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__}")
+        self.x, self.y = x, y  # (L, 784), (L,): the members' sets one after another
+        self.sizes = [len(x)] if sizes is None else [int(s) for s in sizes]
+        if sum(self.sizes) != len(x) or min(self.sizes) < 1:
+            raise ValueError(f"member sizes {self.sizes} must be >= 1 and add up to {len(x)}")
+        self.offsets = [sum(self.sizes[:m]) for m in range(len(self.sizes))]
+
+    @classmethod
+    def stack(cls, sets: Sequence[LabelledSet]) -> LabelledSet:
+        """One set per member of an ensemble, in the members' order."""
+        if not sets:
+            raise ValueError("stack needs at least one labelled set")
+        return cls(torch.cat([s.x for s in sets]), torch.cat([s.y for s in sets]),
+                   [size for s in sets for size in s.sizes])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` labelled rows drawn uniformly with replacement, n / members from each member's own set:
+        images (n, 784) and labels (n,)."""
+        members = len(self.sizes)
+        if n < members or n % members:
+            raise ValueError(f"{members} members need a multiple of {members} rows, got {n}")
+        j = torch.cat([offset + torch.randint(size, (n // members,), device=self.x.device)
+                       for offset, size in zip(self.offsets, self.sizes)])
+        return self.x[j], self.y[j]

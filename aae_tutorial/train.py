@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import checkpoints, engine
-from .data import check_images
+from .data import LabelledSet, check_images
 from .mode import RunMode, describe_device
 
 
@@ -104,7 +104,7 @@ class Run:
 
     ``wall_time_s`` is the time of the training run that produced the weights, also when they were loaded from a
     checkpoint (then ``from_checkpoint`` is true). A model trained in a batched ensemble of ``ensemble`` members
-    (:func:`fit_seeds`) is credited with its share, 1/``ensemble``, of the ensemble's time.
+    (:func:`fit_together`) is credited with its share, 1/``ensemble``, of the ensemble's time.
     """
 
     name: str
@@ -236,53 +236,82 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     return _finish(run)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One run of an ensemble trained by :func:`fit_together`: its name, its seed and, for the semi-supervised
+    steps, its own labelled set."""
+
+    name: str
+    seed: int
+    labelled: LabelledSet | None = None
+
+
+def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Module],
+                 make_step: Callable[[nn.Module, LabelledSet | None], Step], data: Tensor | Sequence[Tensor],
+                 epochs: int, mode: RunMode, device: torch.device | str, *, config: dict | None = None,
+                 batch_size: int = 100,
+                 on_epoch_end: Callable[[nn.Module], EpochCallback] | None = None) -> list[tuple[nn.Module, Run]]:
+    """:func:`fit` once per member, with the runs that are not yet checkpointed trained together as one batched
+    ensemble (:func:`aae_tutorial.engine.stack`): one step updates every member's model.
+
+    For each member the global RNG is seeded with its seed, ``make_model(member)`` builds the model and
+    ``make_step(model, member.labelled)`` its step, as a chapter would for one run; the ensemble's step is
+    ``make_step(ensemble, LabelledSet.stack(...))``, so each member draws its labelled rows from its own set. The
+    members' models must be built alike. Each keeps its own initial weights, data order, checkpoint and
+    :class:`Run`; ``on_epoch_end(model)`` makes each model's callback. A single member trains exactly as :func:`fit`
+    does, bit for bit; the logged losses of an ensemble are its members' means.
+    """
+    data = _checked(data, epochs, batch_size)
+    names = [m.name for m in members]
+    if not members or len(set(names)) != len(names):
+        raise ValueError(f"the members' names must be distinct and at least one, got {names}")
+    config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
+    if len(members) > 1:
+        config["trained_with"] = names
+    todo = []  # the members to train: (member, model, checkpoint path, data order)
+    out: dict[str, tuple[nn.Module, Run]] = {}
+    for member in members:
+        seed_everything(member.seed)
+        model = make_model(member)
+        step = make_step(model, member.labelled)
+        cfg = {"seed": member.seed, **config}
+        used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
+        path = checkpoints.path_for(member.name, checkpoints.key(member.name, model, step, used, cfg, mode.name))
+        meta = checkpoints.load(path, model)
+        if meta is not None:
+            model.eval()
+            out[member.name] = model, _finish(_loaded(member.name, cfg, meta))
+        else:
+            todo.append((member, model, path, order_generator(device)))
+    if todo:
+        models = [model for _, model, _, _ in todo]
+        ensemble = engine.stack(models).train()
+        labelled = [member.labelled for member, *_ in todo]
+        stacked = None if labelled[0] is None else LabelledSet.stack(labelled)
+        start = time.perf_counter()
+        histories = _train(make_step(ensemble, stacked), ensemble, len(data[0]), epochs, batch_size, device,
+                           [g for *_, g in todo], [on_epoch_end and on_epoch_end(m) for m in models],
+                           ", ".join(member.name for member, *_ in todo), models)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        share = (time.perf_counter() - start) / len(models)
+        for (member, model, path, _), history in zip(todo, histories):
+            run = Run(member.name, {"seed": member.seed, **config}, history, mode.name, describe_device(device),
+                      epochs, share, ensemble=len(models))
+            _save(path, model, run)
+            model.eval()
+            out[member.name] = model, _finish(run)
+    return [out[name] for name in names]
+
+
 def fit_seeds(name: str, make_model: Callable[[], nn.Module], make_step: Callable[[nn.Module], Step],
               seeds: Sequence[int], data: Tensor | Sequence[Tensor], epochs: int, mode: RunMode,
               device: torch.device | str, *, config: dict | None = None, batch_size: int = 100,
               on_epoch_end: Callable[[nn.Module], EpochCallback] | None = None) -> list[tuple[nn.Module, Run]]:
-    """:func:`fit` once per seed, with the runs that are not yet checkpointed trained together as one batched
-    ensemble (:func:`aae_tutorial.engine.stack`): one step updates every seed's model.
-
-    For each seed the global RNG is seeded, ``make_model()`` builds the model and ``make_step(model)`` its step, as a
-    chapter would for one run. Each seed's model keeps its own initial weights, data order, checkpoint and
-    :class:`Run` (named ``<name>-seed<seed>``); ``on_epoch_end(model)`` makes each model's callback. With one seed
-    this trains exactly as :func:`fit` does, bit for bit; the logged losses of an ensemble are its members' means.
-    """
-    data = _checked(data, epochs, batch_size)
-    if not seeds or len(set(seeds)) != len(seeds):
+    """:func:`fit_together` for the seeds of one run: the models ``make_model()`` and their steps
+    ``make_step(model)``, named ``<name>-seed<seed>``."""
+    if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
-    config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
-    if len(seeds) > 1:
-        config["trained_with_seeds"] = list(seeds)
-    members = []  # the seeds to train: (seed, model, checkpoint path, data order)
-    out: dict[int, tuple[nn.Module, Run]] = {}
-    for seed in seeds:
-        seed_everything(seed)
-        model = make_model()
-        step = make_step(model)
-        cfg = {"seed": seed, **config}
-        path = checkpoints.path_for(f"{name}-seed{seed}", checkpoints.key(f"{name}-seed{seed}", model, step, data,
-                                                                          cfg, mode.name))
-        meta = checkpoints.load(path, model)
-        if meta is not None:
-            model.eval()
-            out[seed] = model, _finish(_loaded(f"{name}-seed{seed}", cfg, meta))
-        else:
-            members.append((seed, model, path, order_generator(device)))
-    if members:
-        models = [m for _, m, _, _ in members]
-        ensemble = engine.stack(models).train()
-        start = time.perf_counter()
-        histories = _train(make_step(ensemble), ensemble, len(data[0]), epochs, batch_size, device,
-                           [g for *_, g in members], [on_epoch_end and on_epoch_end(m) for m in models],
-                           f"{name}, seeds {', '.join(str(s) for s, *_ in members)}", models)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        share = (time.perf_counter() - start) / len(models)
-        for (seed, model, path, _), history in zip(members, histories):
-            run = Run(f"{name}-seed{seed}", {"seed": seed, **config}, history, mode.name, describe_device(device),
-                      epochs, share, ensemble=len(models))
-            _save(path, model, run)
-            model.eval()
-            out[seed] = model, _finish(run)
-    return [out[s] for s in seeds]
+    return fit_together([Member(f"{name}-seed{seed}", seed) for seed in seeds], lambda member: make_model(),
+                        lambda model, _: make_step(model), data, epochs, mode, device, config=config,
+                        batch_size=batch_size, on_epoch_end=on_epoch_end)

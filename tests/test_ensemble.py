@@ -7,6 +7,7 @@ import torch
 from aae_tutorial import categorical, engine, mode, nets, priors, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE, CategoryUseEntropy
+from aae_tutorial.data import LabelledSet
 
 QUICK = mode.RunMode("quick", "test")
 
@@ -72,8 +73,9 @@ def single(name, make, x, seed, epochs=2, on_epoch_end=None):
 
 @pytest.mark.parametrize("make", [lambda: AAE(priors.Gaussian(2, 5.0), (32, 32)),
                                   lambda: CategoricalAAE(10, 4, (32, 32)),
-                                  lambda: CategoricalAAE(10, 4, (32, 32), batch_norm=True, balance=1.0), PlainAE],
-                         ids=["aae", "categorical", "categorical-batch-norm-balance", "ae"])
+                                  lambda: CategoricalAAE(10, 4, (32, 32), batch_norm=True, balance=1.0),
+                                  lambda: CategoricalAAE(10, 2, (32, 32), head_dim=2), PlainAE],
+                         ids=["aae", "categorical", "categorical-batch-norm-balance", "cluster-heads", "ae"])
 def test_a_one_member_ensemble_trains_bit_for_bit_like_fit(make, tmp_path, monkeypatch):
     x = images()
     model, run = single("m", make, x, seed=7)
@@ -126,7 +128,7 @@ def test_the_semisupervised_step_trains_as_an_ensemble():
     y = torch.randint(10, (200,))
     errors = lambda m: categorical.error_tracker(m, {"test": (x, y)})  # noqa: E731
     members = train.fit_seeds("semi", lambda: CategoricalAAE(10, 4, (32, 32)),
-                              lambda m: categorical.semisupervised_step(m, x, x[:20], y[:20]), [0, 1, 2], x, 2,
+                              lambda m: categorical.semisupervised_step(m, x, LabelledSet(x[:20], y[:20])), [0, 1, 2], x, 2,
                               QUICK, "cpu", batch_size=50, on_epoch_end=errors)
     assert all(len(r.history.metrics["test_error"]) == 2 for _, r in members)
     assert all(set(r.history.losses) == {"reconstruction", "discriminator", "generator", "classification"}
@@ -170,3 +172,62 @@ def test_category_use_entropy_averages_each_members_rows_apart():
     assert use(two).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
     stacked = engine.stack([BalancedAE(), BalancedAE()])
     assert stacked.use.members == 2 and stacked.use(two).item() == 0.0  # each member uses one category only
+
+
+def test_a_one_member_labelled_ensemble_trains_bit_for_bit_like_fit(tmp_path, monkeypatch):
+    x, y = images(200), torch.randint(10, (200,))
+    labelled = LabelledSet(x[:20], y[:20])
+    train.seed_everything(3)
+    model = CategoricalAAE(10, 2, (32, 32), head_dim=2)
+    run = train.fit("semi", model, categorical.semisupervised_step(model, x, labelled), (x, x[:20], y[:20]), 2,
+                    QUICK, "cpu", config={"seed": 3}, batch_size=50)
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path / "other"))
+    (member, member_run), = train.fit_together(
+        [train.Member("semi", 3, labelled)], lambda _: CategoricalAAE(10, 2, (32, 32), head_dim=2),
+        lambda m, s: categorical.semisupervised_step(m, x, s), x, 2, QUICK, "cpu", batch_size=50)
+    assert member_run.history.losses == run.history.losses
+    assert all(torch.equal(a, b) for a, b in zip(weights(member), weights(model)))
+
+
+def test_each_member_draws_its_labelled_rows_from_its_own_set_only():
+    x = torch.rand(10, 784)
+    sets = [LabelledSet(x[:2], torch.tensor([0, 1])), LabelledSet(x[2:5], torch.tensor([2, 3, 4])),
+            LabelledSet(x[5:], torch.tensor([5, 6, 7, 8, 9]))]
+    stacked = LabelledSet.stack(sets)
+    torch.manual_seed(0)
+    xs, ys = stacked.sample(3 * 400)
+    for m, s in enumerate(sets):  # member m owns rows m*400 .. (m+1)*400, as in every ensemble minibatch
+        rows = ys[m * 400:(m + 1) * 400]
+        assert set(rows.tolist()) == set(s.y.tolist())  # every label of its own set, and no other
+        assert torch.equal(xs[m * 400:(m + 1) * 400], stacked.x[rows])
+    torch.manual_seed(0)
+    _, alone = sets[2].sample(7)
+    torch.manual_seed(0)
+    assert torch.equal(alone, sets[2].y[torch.randint(5, (7,))])  # one set draws exactly as torch.randint
+    with pytest.raises(ValueError, match="multiple of 3"):
+        stacked.sample(100)
+    with pytest.raises(ValueError, match="int64"):
+        LabelledSet(x, torch.zeros(10))
+
+
+def test_labelled_members_of_different_set_sizes_train_together_and_keep_their_own_checkpoints():
+    x, y = images(200), torch.randint(10, (200,))
+    members = [train.Member(f"semi-{n}", 0, LabelledSet(x[:n], y[:n])) for n in (10, 50)]
+    members.append(train.Member("semi-50-seed1", 1, LabelledSet(x[50:100], y[50:100])))
+    make = lambda _: CategoricalAAE(10, 2, (32, 32), head_dim=2)  # noqa: E731
+    step = lambda m, s: categorical.semisupervised_step(m, x, s)  # noqa: E731
+    first = train.fit_together(members, make, step, x, 2, QUICK, "cpu", batch_size=50)
+    assert [r.ensemble for _, r in first] == [3, 3, 3] and [r.config["seed"] for _, r in first] == [0, 0, 1]
+    assert all(set(r.history.losses) >= {"classification"} for _, r in first)
+    again = train.fit_together(members, make, step, x, 2, QUICK, "cpu", batch_size=50)
+    assert all(r.from_checkpoint for _, r in again)
+    other = [train.Member("semi-10", 0, LabelledSet(x[10:20], y[10:20]))]  # other labels: another run
+    (_, rerun), = train.fit_together(other, make, step, x, 2, QUICK, "cpu", batch_size=50)
+    assert not rerun.from_checkpoint
+
+
+def test_stacked_cluster_heads_are_penalised_each_on_its_own():
+    models = [CategoricalAAE(5, 2, (8,), head_dim=2, head_gap=3.0) for _ in range(3)]
+    ensemble = engine.stack(models)
+    mean = sum(m.head_penalty() for m in models) / 3
+    torch.testing.assert_close(ensemble.head_penalty(), mean)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from aae_tutorial import bench, categorical, engine, metrics, recipes, results, tables, train
+from aae_tutorial import bench, categorical, data, engine, metrics, recipes, results, tables, train
 from aae_tutorial.categorical import CategoricalAAE
 
 
@@ -221,7 +221,7 @@ def test_semisupervised_step_draws_a_fresh_full_labelled_minibatch_every_step():
     y_l = torch.arange(10)
     x_l = torch.rand(10, 784)
     torch.manual_seed(0)
-    step = categorical.semisupervised_step(model, x, x_l, y_l)
+    step = categorical.semisupervised_step(model, x, data.LabelledSet(x_l, y_l))
     for idx in train.minibatches(1000, 100, "cpu"):
         step(idx)
     assert len(seen) == 10 and all(n == 100 and len(y) == 100 for n, y in seen)  # never truncated to 10 labels
