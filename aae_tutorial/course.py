@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown
 
-from . import tables
+from . import plan, tables
 from .mode import RunMode, describe_device, run_mode
 from .train import Run, pick_device, seed_everything
 
@@ -21,8 +21,9 @@ TIMES = Path(__file__).resolve().parent / "course_times.json"
 def start(seed: int = 0, chapter: str | None = None) -> tuple[RunMode, torch.device]:
     """Print the run mode (and why) and the device, seed everything, and set figure defaults.
 
-    In full mode, ``chapter`` (the notebook's name, e.g. ``"06_semisupervised"``) also prints how long the chapter
-    took when it was last measured at paper scale, and how to switch to quick mode instead.
+    In full mode, ``chapter`` (the notebook's name, e.g. ``"06_semisupervised"``) also prints the chapter's projected
+    training time on this device (:mod:`aae_tutorial.plan`), how long it took when it was last measured at paper
+    scale, and how to switch to quick mode instead.
     """
     mode, device = run_mode(), pick_device()
     seed_everything(seed)
@@ -30,6 +31,8 @@ def start(seed: int = 0, chapter: str | None = None) -> tuple[RunMode, torch.dev
     print(mode)
     print(f"Device: {describe_device(device)}")
     if mode.full and chapter is not None:
+        if projected := plan.chapter_line(chapter, describe_device(device)):
+            print(projected)
         print(expected_time(chapter))
     return mode, device
 
@@ -39,7 +42,8 @@ def expected_time(chapter: str, path: Path | None = None) -> str:
     ``course_times.json`` (written by :mod:`aae_tutorial.full_course`)."""
     path = path or TIMES
     times = json.loads(path.read_text()) if path.exists() else {}
-    switch = 'For a pass of minutes instead, run `%env AAE_MODE=quick` and then restart from the top.'
+    switch = ("To stop, interrupt the kernel: finished runs are kept as checkpoints. For a pass of minutes instead, "
+              "run `%env AAE_MODE=quick` and then restart from the top.")
     if measured := times.get("full", {}).get(chapter):
         return (f"Expected time in full mode: about {measured['wall_time_s'] / 60:.0f} min, as measured on "
                 f"{measured['device']} ({measured['date']}). {switch}")

@@ -3,6 +3,7 @@
     python -m aae_tutorial.full_course                 # every chapter, AAE_MODE=full
     python -m aae_tutorial.full_course 06 07           # only the chapters whose file names start so
     python -m aae_tutorial.full_course --mode quick    # the quick-mode book, as committed from a CPU
+    python -m aae_tutorial.full_course --plan          # what full mode costs: runs, ensembles, projected time
 
 Each notebook is executed in place (nbclient, no cell time limit) from the ``book/`` folder, so it writes its results
 to ``book/results/``. Trained weights are checkpointed as each run finishes, so after an interruption the same command
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import tables
+from . import plan, tables
 from .course import TIMES
 from .mode import describe_device
 from .results import load, write_json
@@ -116,7 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("chapters", nargs="*", help="prefixes of the chapters to run (default: all, in order)")
     p.add_argument("--mode", choices=("full", "quick"), default="full", help="the run mode (default: full)")
+    p.add_argument("--plan", action="store_true", help="print the full-mode plan and its projected time; run nothing")
+    p.add_argument("--device", default="H200", help="the GPU the plan projects for (default: H200)")
     args = p.parse_args(argv)
+    if args.plan:
+        print(plan.markdown(plan.project(args.device)))
+        return
     chosen = [c for c in CHAPTERS if not args.chapters or any(c.startswith(a) for a in args.chapters)]
     if not chosen:
         p.error(f"no chapter starts with {args.chapters}; the chapters are {', '.join(CHAPTERS)}")

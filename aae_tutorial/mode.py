@@ -1,6 +1,6 @@
 """Run mode: ``quick`` keeps every chapter to minutes on a 2-core CPU, ``full`` is the paper's scale.
 
-Set with the environment variable ``AAE_MODE``; by default ``full`` on a CUDA GPU and ``quick`` otherwise.
+Set with the environment variable ``AAE_MODE``; unset, it is ``quick`` on every device: paper scale is opt-in.
 """
 from __future__ import annotations
 

@@ -1,0 +1,248 @@
+"""The GPU self-check: every chapter's training step, captured whole as a CUDA graph, against the same step run eagerly.
+
+    python -m aae_tutorial.gpu_check            # on a CUDA GPU, paper widths: well under a minute
+    python -m aae_tutorial.gpu_check --dry      # anywhere: small widths, both runs eager (checks the check itself)
+
+For every kind of step the chapters train, single and as a batched ensemble of 3 (:func:`aae_tutorial.engine.stack`),
+the same models (same seed, same minibatches) take ``STEPS`` steps eagerly and ``STEPS`` steps through
+:class:`~aae_tutorial.engine.StepRunner` with CUDA graphs. The graphed run must really capture (no fallback) and end
+at the same losses and weights, up to ``TOLERANCE`` (relative): kernels captured in a graph may order a reduction
+differently, and the random numbers drawn inside a graph come from the same generator, so the runs agree closely but
+need not agree bit for bit. Then each graphed step is timed, single and as the ensemble: the step times that
+``python -m aae_tutorial.full_course --plan`` projects the full-mode course from. Last, a probe: a step that reads a
+value back to the host must run eagerly with one warning, and a later run must still capture.
+
+The record goes to ``book/results/gpu_check_<gpu>.json`` (``--out`` elsewhere); the exit code is 1 if any case
+fails.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import categorical, engine, nets, priors, steps, train
+from .aae import AAE
+from .categorical import CategoricalAAE
+from .conditional import LabelConditionedAAE, SupervisedAAE
+from .data import LabelledSet
+from .judge import DigitClassifier
+from .mode import describe_device
+from .recipes import COURSE_FIRM
+from .results import write_json
+from .vae import VAE
+
+#: Steps per run compared, and steps timed; the largest relative difference allowed between graphed and eager.
+STEPS, TIMED_STEPS, TOLERANCE = 12, 50, 1e-3
+#: Members of the ensemble each step is also checked and timed as.
+MEMBERS = 3
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+
+
+class Inputs:
+    """What the steps read, on one device: images, labels, labels with a third "no label" (chapter 4) and, per
+    member, a labelled set of 100 (chapters 6 and 8)."""
+
+    def __init__(self, device: torch.device, n: int = 2000) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.rand(n, 784, generator=g).to(device)
+        self.y = torch.randint(10, (n,), generator=g).to(device)
+        self.partly = self.y.clone()
+        self.partly[::3] = 10
+        self.labelled = [LabelledSet(self.x[100 * m: 100 * (m + 1)], self.y[100 * m: 100 * (m + 1)])
+                         for m in range(MEMBERS)]
+
+
+class AutoencoderPair(nn.Module):
+    """Chapter 1's autoencoder as the chapter builds it: an encoder and a decoder with one optimiser."""
+
+    def __init__(self, hidden: tuple[int, ...], kind: str) -> None:
+        super().__init__()
+        self.kind, self.encoder, self.decoder = kind, nets.encoder(2, hidden), nets.decoder(2, hidden)
+        self.opt = train.adam(self.parameters(), lr=1e-3)
+
+    def train_step(self, x: Tensor) -> dict[str, Tensor]:
+        loss = steps.reconstruction_loss(self.decoder(self.encoder(x)), x, self.kind)
+        steps.update(self.opt, loss)
+        return {self.kind: loss}
+
+
+Build = Callable[[tuple[int, ...], torch.device], nn.Module]
+MakeStep = Callable[[nn.Module, Inputs, LabelledSet], engine.Step]
+
+
+def _images(model: nn.Module, data: Inputs, _: LabelledSet) -> engine.Step:
+    return lambda idx: model.train_step(data.x[idx])
+
+
+#: Every kind of step the chapters train: (chapters, model builder, step builder). The full-course plan refers to
+#: these names.
+CASES: dict[str, tuple[str, Build, MakeStep]] = {
+    "autoencoder": ("1", lambda h, d: AutoencoderPair(h, "bce"), _images),
+    "vae": ("2, 3", lambda h, d: VAE(priors.Gaussian(2, 5.0, device=d), h), _images),
+    "vae-mixture": ("3", lambda h, d: VAE(priors.GaussianMixture(10, device=d), h), _images),
+    "aae": ("3", lambda h, d: AAE(priors.Gaussian(8, 5.0, device=d), h), _images),
+    "aae-mixture": ("3", lambda h, d: AAE(priors.GaussianMixture(10, device=d), h), _images),
+    "aae-swiss-roll": ("3", lambda h, d: AAE(priors.SwissRoll(10, device=d), h), _images),
+    "label-conditioned": ("4", lambda h, d: LabelConditionedAAE(priors.GaussianMixture(10, device=d), h),
+                          lambda m, data, _: lambda idx: m.train_step(data.x[idx], labels=data.partly[idx])),
+    "supervised": ("5", lambda h, d: SupervisedAAE(priors.Gaussian(15, 1.0, device=d), h, recipe=COURSE_FIRM),
+                   lambda m, data, _: lambda idx: m.train_step(data.x[idx], classes=data.y[idx])),
+    "judge": ("5, 6", lambda h, d: DigitClassifier(),
+              lambda m, data, _: lambda idx: m.train_step(data.x[idx], data.y[idx])),
+    "semi-supervised": ("6", lambda h, d: CategoricalAAE(10, 4, h, batch_norm=True),
+                        lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
+    "labels-only": ("6", lambda h, d: CategoricalAAE(10, 4, h, batch_norm=True),
+                    lambda m, data, s: categorical.labels_only_step(m, s)),
+    "clustering": ("7", lambda h, d: CategoricalAAE(16, 5, h, recipe=COURSE_FIRM, batch_norm=True, input_noise=0.0,
+                                                    balance=1.0), _images),
+    "cluster-heads": ("8", lambda h, d: CategoricalAAE(20, 2, h, head_dim=2, recipe=COURSE_FIRM, batch_norm=True,
+                                                       input_noise=0.0, balance=1.0), _images),
+    "cluster-heads-labelled": ("8", lambda h, d: CategoricalAAE(10, 2, h, head_dim=2),
+                               lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
+}
+
+
+def _build(case: str, members: int, hidden: tuple[int, ...], device: torch.device,
+           data: Inputs) -> tuple[nn.Module, engine.Step]:
+    _, build, make_step = CASES[case]
+    torch.manual_seed(1)
+    models = [build(hidden, device).to(device) for _ in range(members)]
+    model = models[0] if members == 1 else engine.stack(models)
+    return model.train(), make_step(model, data, LabelledSet.stack(data.labelled[:members]))
+
+
+def _batches(members: int, data: Inputs, count: int) -> list[Tensor]:
+    g = torch.Generator(device=data.x.device).manual_seed(2)
+    return [torch.cat([torch.randperm(len(data.x), device=data.x.device, generator=g)[:100] for _ in range(members)])
+            for _ in range(count)]
+
+
+def _train(case: str, members: int, hidden: tuple[int, ...], device: torch.device, data: Inputs, graphs: bool,
+           batches: list[Tensor]) -> tuple[nn.Module, list[dict[str, float]], engine.StepRunner, list[str]]:
+    model, step = _build(case, members, hidden, device, data)
+    torch.manual_seed(3)  # the same random numbers inside the steps, graphed or not
+    runner = engine.StepRunner(step, model, device, case, graphs=graphs)
+    losses = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for idx in batches:
+            runner(idx)
+            losses.append(runner.epoch_means(1))
+    fell_back = [str(w.message) for w in caught if "running eagerly" in str(w.message)]
+    return model, losses, runner, fell_back
+
+
+def relative_difference(a: list[dict[str, float]], b: list[dict[str, float]], model_a: nn.Module,
+                        model_b: nn.Module) -> tuple[float, float]:
+    """The largest relative difference between two runs' per-step losses, and between their final weights."""
+    loss = max(abs(u[k] - v[k]) / (1e-6 + abs(u[k])) for u, v in zip(a, b) for k in u)
+    weight = max(((p - q).abs().max() / (1e-6 + p.abs().max())).item()
+                 for p, q in zip(model_a.state_dict().values(), model_b.state_dict().values()) if p.is_floating_point())
+    return loss, weight
+
+
+def _time_steps(runner: engine.StepRunner, batches: list[Tensor], device: torch.device) -> float:
+    """Milliseconds per step of ``runner`` (already warmed up and captured)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for idx in batches:
+        runner(idx)
+    runner.epoch_means(len(batches))
+    return 1000 * (time.perf_counter() - start) / len(batches)
+
+
+def check_case(case: str, members: int, hidden: tuple[int, ...], device: torch.device, data: Inputs,
+               graphs: bool, timed: int = TIMED_STEPS) -> dict:
+    """Graphed vs eager for one case: did it capture, how close are the runs, and the step times (over ``timed``
+    steps)."""
+    batches = _batches(members, data, STEPS + timed)
+    eager_model, eager_losses, eager_runner, _ = _train(case, members, hidden, device, data, False, batches[:STEPS])
+    model, losses, runner, fell_back = _train(case, members, hidden, device, data, graphs, batches[:STEPS])
+    loss_diff, weight_diff = relative_difference(eager_losses, losses, eager_model, model)
+    problems = [f"no graph: {fell_back[0] if fell_back else 'nothing was captured'}"] if graphs and (
+        fell_back or runner.graph is None) else []
+    if not (loss_diff <= TOLERANCE and weight_diff <= TOLERANCE):
+        problems.append(f"graphed != eager: relative loss difference {loss_diff:.1e}, weights {weight_diff:.1e}")
+    return {"chapters": CASES[case][0], "members": members, "captured": runner.graph is not None,
+            "relative_loss_difference": loss_diff, "relative_weight_difference": weight_diff,
+            "step_ms": round(_time_steps(runner, batches[STEPS:], device), 4),
+            "eager_step_ms": round(_time_steps(eager_runner, batches[STEPS:STEPS + 10], device), 4),
+            "steps_timed": timed,
+            "ok": not problems, "problems": problems}
+
+
+def fallback_probe(hidden: tuple[int, ...], device: torch.device, data: Inputs) -> dict:
+    """A step that reads a loss back to the host: it must run eagerly with one warning, leave the default stream
+    current, and a later run must still capture (or say why it cannot)."""
+    model, step = _build("aae", 1, hidden, device, data)
+
+    def reads_back(idx: Tensor) -> dict[str, Tensor]:
+        out = step(idx)
+        bool(out["reconstruction"] > 0)  # a host read: no graph can capture it
+        return out
+
+    runner = engine.StepRunner(reads_back, model, device, "probe", graphs=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for idx in _batches(1, data, 6):
+            runner(idx)
+    messages = [str(w.message) for w in caught if "running eagerly" in str(w.message)]
+    later = check_case("aae", 1, hidden, device, data, graphs=True)
+    ok = not runner.graphs and len(messages) == 1 and torch.cuda.current_stream() == torch.cuda.default_stream() \
+        and later["ok"]
+    return {"fell_back": not runner.graphs, "warnings": messages, "later_run_captured": later["captured"], "ok": ok}
+
+
+def gpu_name(device: torch.device) -> str:
+    """A file-name slug of the device: ``nvidia-h200``, or ``cpu``."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def run(dry: bool = False, out: Path | None = None) -> dict:
+    """Check every case, single and as an ensemble; write and return the record."""
+    device = torch.device("cpu" if dry or not torch.cuda.is_available() else "cuda")
+    graphs = device.type == "cuda"
+    hidden = nets.PAPER_HIDDEN if graphs else (16, 16)
+    data = Inputs(device)
+    start = time.perf_counter()
+    cases = {}
+    for case in tqdm(CASES, desc="gpu_check", unit="case"):
+        for members in (1, MEMBERS):
+            result = check_case(case, members, hidden, device, data, graphs, TIMED_STEPS if graphs else 3)
+            cases[f"{case} x{members}"] = {"case": case, **result}
+            tqdm.write(f"{'ok  ' if result['ok'] else 'FAIL'} {case} x{members}: {result['step_ms']:.2f} ms/step "
+                       f"graphed, {result['eager_step_ms']:.2f} eager; {'; '.join(result['problems'])}")
+    probe = fallback_probe(hidden, device, data) if graphs else None
+    failures = [name for name, c in cases.items() if not c["ok"]] + ([] if probe is None or probe["ok"] else ["probe"])
+    record = {"experiment": f"gpu_check_{gpu_name(device)}", "device": describe_device(device),
+              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "dry": not graphs,
+              "hidden": list(hidden), "batch_size_per_member": 100, "steps_compared": STEPS,
+              "tolerance": TOLERANCE, "cases": cases, "fallback_probe": probe,
+              "failures": failures, "wall_time_s": round(time.perf_counter() - start, 1)}
+    write_json(out or RESULTS / f"gpu_check_{gpu_name(device)}.json", record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dry", action="store_true", help="small widths, eager only (no GPU needed)")
+    p.add_argument("--out", type=Path, help="where to write the record (default: book/results/gpu_check_<gpu>.json)")
+    args = p.parse_args(argv)
+    record = run(args.dry, args.out)
+    print(f"{len(record['cases'])} checks on {record['device']} in {record['wall_time_s']:.0f} s; failures: "
+          f"{', '.join(record['failures']) or 'none'}")
+    raise SystemExit(1 if record["failures"] else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""What full mode costs: each chapter's training runs at paper scale, how they batch, and a projected wall time.
+
+``python -m aae_tutorial.full_course --plan`` prints this plan. The runs are the ones each chapter trains in full mode
+(``tests/test_plan.py`` checks them against the notebooks' full-mode settings). A run's cost is its epochs times its
+steps per epoch (one pass over the training images, 100 per minibatch and member) times the time of one step of its
+ensemble. Step times come from the newest ``gpu_check`` record of the device (``book/results/gpu_check_*.json``); for
+a device without one, from the one figure measured on an H100 (the categorical AAE: 2.0 ms per step captured as a
+CUDA graph), assumed for every kind of step and for an ensemble of any size. Either way the result is a
+**projection**, and it says which.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import tables
+
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+#: The one step time measured on a GPU before gpu_check existed: chapter 6's categorical AAE at paper width on an
+#: H100, captured as a CUDA graph (16 ms eager).
+H100_STEP_MS = 2.0
+#: Targets for one H200 loan (15 minutes in all, at most 10 per command).
+CHAPTER_TARGET_S, COURSE_TARGET_S = 8 * 60, 15 * 60
+STEPS_60K, STEPS_50K = 600, 500  # minibatches of 100 per epoch: all 60,000 training images, or the first 50,000
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Runs of one chapter trained together as one batched ensemble (one member: a single run)."""
+
+    what: str
+    step: str  # the kind of step: a case of :mod:`aae_tutorial.gpu_check`
+    members: int
+    epochs: int
+    steps_per_epoch: int
+
+    @property
+    def model_epochs(self) -> int:
+        return self.members * self.epochs
+
+
+def _singles(what: str, step: str, count: int, epochs: int, steps: int) -> list[Ensemble]:
+    return [Ensemble(what, step, 1, epochs, steps)] * count
+
+
+#: Every chapter's full-mode training. Chapters 0, the results and the Performance appendix train nothing; the
+#: digit judge trained in chapter 5 is loaded from its checkpoint in chapter 6.
+FULL: dict[str, list[Ensemble]] = {
+    "01_autoencoders": _singles("autoencoder, BCE and MSE", "autoencoder", 2, 50, STEPS_60K),
+    "02_vae": _singles("VAE", "vae", 1, 50, STEPS_60K),
+    "03_aae": [
+        *_singles("AAE: Gaussian, uniform, firm Gaussian, paper's recipe", "aae", 4, 100, STEPS_60K),
+        Ensemble("AAE: mixture of 10", "aae-mixture", 1, 100, STEPS_60K),
+        Ensemble("AAE: swiss roll", "aae-swiss-roll", 1, 100, STEPS_60K),
+        Ensemble("AAE, Gaussian: seeds 1, 2", "aae", 2, 100, STEPS_60K),
+        Ensemble("AAE, mixture: seeds 1, 2", "aae-mixture", 2, 100, STEPS_60K),
+        Ensemble("VAE, Gaussian: seeds 0-2", "vae", 3, 100, STEPS_60K),
+        Ensemble("VAE, mixture: seeds 0-2", "vae-mixture", 3, 100, STEPS_60K),
+        Ensemble("8-D AAE for the Parzen estimate", "aae", 1, 300, STEPS_50K),
+    ],
+    "04_labels": _singles("label-conditioned AAE: mixture, all / 10k labels; swiss roll", "label-conditioned", 3,
+                          100, STEPS_50K),
+    "05_supervised": [*_singles("supervised AAE, two adversarial rates", "supervised", 2, 100, STEPS_60K),
+                      Ensemble("digit judge", "judge", 1, 20, STEPS_50K)],
+    "06_semisupervised": [
+        Ensemble("semi-supervised AAE: 100, 1000, all labels x seeds 0-2", "semi-supervised", 9, 300, STEPS_50K),
+        Ensemble("labels-only baseline: 100, 1000 labels x seeds 0-2", "labels-only", 6, 300, STEPS_50K),
+        Ensemble("paper's recipe, 100 labels x seeds 0-2", "semi-supervised", 3, 300, STEPS_50K),
+        Ensemble("10-D style, all labels", "semi-supervised", 1, 300, STEPS_50K),
+    ],
+    "07_clustering": [Ensemble(f"clustering, {what} x seeds 0-2", "clustering", 3, 300, STEPS_50K)
+                      for what in ("16 clusters", "30 clusters", "10 clusters", "16 clusters, paper's recipe")],
+    "08_dimensionality_reduction": [
+        Ensemble("2-D map, unsupervised, 20 clusters x seeds 0-2", "cluster-heads", 3, 300, STEPS_50K),
+        Ensemble("2-D maps, 100 and 1000 labels x seeds 0-2", "cluster-heads-labelled", 6, 300, STEPS_50K),
+    ],
+}
+
+
+def newest_gpu_check(device: str, results: Path = RESULTS) -> dict | None:
+    """The newest ``gpu_check`` record whose device names ``device`` (e.g. ``"H200"``), if any and not a dry run."""
+    found = []
+    for path in results.glob("gpu_check_*.json"):
+        record = json.loads(path.read_text())
+        if not record.get("dry") and device.lower() in record.get("device", "").lower():
+            found.append(record)
+    return max(found, key=lambda r: r["date"], default=None)
+
+
+def step_ms(ensemble: Ensemble, check: dict | None) -> float:
+    """One step of ``ensemble``: from the check's single and 3-member times (linear in the members in between and
+    beyond), else :data:`H100_STEP_MS`."""
+    if check is None:
+        return H100_STEP_MS
+    cases = {(c["case"], c["members"]): c["step_ms"] for c in check["cases"].values()}
+    one, three = cases[ensemble.step, 1], cases[ensemble.step, 3]
+    return one + (three - one) * (ensemble.members - 1) / 2
+
+
+def project(device: str = "H200", results: Path = RESULTS) -> dict:
+    """The full-mode plan with projected wall times (training only) on ``device``."""
+    check = newest_gpu_check(device, results)
+    source = (f"step times measured by gpu_check on {check['device']} ({check['date']})" if check else
+              f"no gpu_check record for {device}, so every step is taken at {H100_STEP_MS} ms, the categorical "
+              "AAE's step time measured on an H100; a slower device takes longer")
+    chapters = {}
+    for chapter, ensembles in FULL.items():
+        seconds = sum(e.epochs * e.steps_per_epoch * step_ms(e, check) / 1000 for e in ensembles)
+        chapters[chapter] = {"model_epochs": sum(e.model_epochs for e in ensembles), "ensembles": len(ensembles),
+                             "runs": sum(e.members for e in ensembles), "projected_s": round(seconds),
+                             "within_target": seconds <= CHAPTER_TARGET_S}
+    total = sum(c["projected_s"] for c in chapters.values())
+    return {"device": device, "source": source, "chapters": chapters, "total_projected_s": total,
+            "total_within_target": total <= COURSE_TARGET_S,
+            "total_model_epochs": sum(c["model_epochs"] for c in chapters.values())}
+
+
+def markdown(plan: dict) -> str:
+    """The plan as a Markdown table, labelled a projection."""
+    rows = [[chapter, c["runs"], c["ensembles"], f"{c['model_epochs']:,}",
+             f"{c['projected_s'] / 60:.1f} min" + ("" if c["within_target"] else " (over 8 min)")]
+            for chapter, c in plan["chapters"].items()]
+    rows.append(["**total**", "", "", f"**{plan['total_model_epochs']:,}**",
+                 f"**{plan['total_projected_s'] / 60:.0f} min**" + ("" if plan["total_within_target"] else
+                                                                   " (over 15 min)")])
+    header = ["chapter", "runs", "ensembles", "model-epochs", f"projected training time on {plan['device']}"]
+    note = f"A projection, not a measurement: {plan['source']}. Training only; evaluation and figures come on top."
+    return tables.markdown(header, rows, f"Full mode, planned on {plan['device']}", note)
+
+
+def chapter_line(chapter: str, device: str) -> str:
+    """One line for a full-mode chapter to print before it trains: its projected training time on ``device`` (a
+    name as :func:`aae_tutorial.mode.describe_device` gives it)."""
+    if chapter not in FULL:
+        return ""
+    plan = project(_short(device))
+    c = plan["chapters"][chapter]
+    return (f"Projected training time in full mode: about {c['projected_s'] / 60:.0f} min for {c['model_epochs']:,} "
+            f"model-epochs in {c['ensembles']} ensembles. This is a projection: {plan['source']}.")
+
+
+def _short(device: str) -> str:
+    """``cuda (NVIDIA H200)`` -> ``H200``; other names unchanged."""
+    match = re.search(r"\b([A-Z]\d{2,4}\w*|T4)\b", device)
+    return match.group(1) if match else device
