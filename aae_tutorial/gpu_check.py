@@ -18,6 +18,7 @@ fails.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import time
 import warnings
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import categorical, engine, nets, priors, steps, train
+from . import categorical, engine, nets, priors, steps, tables, train
 from .aae import AAE
 from .categorical import CategoricalAAE
 from .conditional import LabelConditionedAAE, SupervisedAAE
@@ -161,22 +162,23 @@ def _time_steps(runner: engine.StepRunner, batches: list[Tensor], device: torch.
 
 
 def check_case(case: str, members: int, hidden: tuple[int, ...], device: torch.device, data: Inputs,
-               graphs: bool, timed: int = TIMED_STEPS) -> dict:
-    """Graphed vs eager for one case: did it capture, how close are the runs, and the step times (over ``timed``
-    steps)."""
-    batches = _batches(members, data, STEPS + timed)
-    eager_model, eager_losses, eager_runner, _ = _train(case, members, hidden, device, data, False, batches[:STEPS])
-    model, losses, runner, fell_back = _train(case, members, hidden, device, data, graphs, batches[:STEPS])
+               graphs: bool, compared: int = STEPS, timed: int = TIMED_STEPS) -> dict:
+    """Graphed vs eager for one case: did it capture, how close are the runs after ``compared`` steps, and the step
+    times (over ``timed`` steps)."""
+    batches = _batches(members, data, compared + timed)
+    eager_model, eager_losses, eager_runner, _ = _train(case, members, hidden, device, data, False, batches[:compared])
+    model, losses, runner, fell_back = _train(case, members, hidden, device, data, graphs, batches[:compared])
     loss_diff, weight_diff = relative_difference(eager_losses, losses, eager_model, model)
+    loss_diff, weight_diff = (d if math.isfinite(d) else 1e300 for d in (loss_diff, weight_diff))  # JSON-safe
     problems = [f"no graph: {fell_back[0] if fell_back else 'nothing was captured'}"] if graphs and (
         fell_back or runner.graph is None) else []
     if not (loss_diff <= TOLERANCE and weight_diff <= TOLERANCE):
         problems.append(f"graphed != eager: relative loss difference {loss_diff:.1e}, weights {weight_diff:.1e}")
     return {"chapters": CASES[case][0], "members": members, "captured": runner.graph is not None,
             "relative_loss_difference": loss_diff, "relative_weight_difference": weight_diff,
-            "step_ms": round(_time_steps(runner, batches[STEPS:], device), 4),
-            "eager_step_ms": round(_time_steps(eager_runner, batches[STEPS:STEPS + 10], device), 4),
-            "steps_timed": timed,
+            "step_ms": round(_time_steps(runner, batches[compared:], device), 4),
+            "eager_step_ms": round(_time_steps(eager_runner, batches[compared:compared + 10], device), 4),
+            "steps_compared": compared, "steps_timed": timed,
             "ok": not problems, "problems": problems}
 
 
@@ -218,7 +220,8 @@ def run(dry: bool = False, out: Path | None = None) -> dict:
     cases = {}
     for case in tqdm(CASES, desc="gpu_check", unit="case"):
         for members in (1, MEMBERS):
-            result = check_case(case, members, hidden, device, data, graphs, TIMED_STEPS if graphs else 3)
+            result = check_case(case, members, hidden, device, data, graphs, *((STEPS, TIMED_STEPS) if graphs
+                                                                               else (4, 2)))
             cases[f"{case} x{members}"] = {"case": case, **result}
             tqdm.write(f"{'ok  ' if result['ok'] else 'FAIL'} {case} x{members}: {result['step_ms']:.2f} ms/step "
                        f"graphed, {result['eager_step_ms']:.2f} eager; {'; '.join(result['problems'])}")
@@ -226,11 +229,27 @@ def run(dry: bool = False, out: Path | None = None) -> dict:
     failures = [name for name, c in cases.items() if not c["ok"]] + ([] if probe is None or probe["ok"] else ["probe"])
     record = {"experiment": f"gpu_check_{gpu_name(device)}", "device": describe_device(device),
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "dry": not graphs,
-              "hidden": list(hidden), "batch_size_per_member": 100, "steps_compared": STEPS,
-              "tolerance": TOLERANCE, "cases": cases, "fallback_probe": probe,
+              "hidden": list(hidden), "batch_size_per_member": 100, "tolerance": TOLERANCE, "cases": cases, "fallback_probe": probe,
               "failures": failures, "wall_time_s": round(time.perf_counter() - start, 1)}
     write_json(out or RESULTS / f"gpu_check_{gpu_name(device)}.json", record)
     return record
+
+
+def markdown(record: dict) -> str:
+    """A gpu_check record as a Markdown table: per case and ensemble size, captured or not, the differences from
+    eager and the step times."""
+    rows = [[c["case"], c["chapters"], c["members"], "yes" if c["captured"] else "**no**",
+             f"{c['relative_loss_difference']:.1e}", f"{c['relative_weight_difference']:.1e}",
+             f"{c['step_ms']:.2f} ms", f"{c['eager_step_ms']:.2f} ms", "ok" if c["ok"] else "**FAIL**"]
+            for c in record["cases"].values()]
+    header = ["step", "chapters", "members", "captured", "loss diff.", "weight diff.", "graphed", "eager", "check"]
+    probe = record["fallback_probe"]
+    note = (f"{record['device']}, torch {record['torch']}, {record['date']}; paper widths {record['hidden']}, "
+            f"{record['batch_size_per_member']} images per member and step; differences are relative, after "
+            f"{STEPS} steps (allowed: {record['tolerance']:g}). Fallback probe: "
+            + ("not run (no CUDA)" if probe is None else "ok" if probe["ok"] else f"**FAIL** ({probe})")
+            + f". {len(record['failures'])} failures, {record['wall_time_s']:.0f} s in all.")
+    return tables.markdown(header, rows, "GPU self-check: captured vs eager", note)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -61,6 +62,19 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+def random_state() -> tuple[Tensor, list[Tensor]]:
+    """The global random state of torch: the CPU generator's and every initialised CUDA device's."""
+    return torch.random.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+
+
+def set_random_state(state: tuple[Tensor, list[Tensor]]) -> None:
+    """Restore :func:`random_state`: a run leaves the random state as it found it, trained or loaded alike, so the
+    cells after it draw the same numbers on a first run and on a rerun from checkpoints."""
+    torch.random.set_rng_state(state[0])
+    if state[1]:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def order_generator(device: torch.device | str) -> torch.Generator:
@@ -196,8 +210,14 @@ def _save(path, model: nn.Module, run: Run) -> None:
         raise NonFiniteWeightsError(f"{run.name}: non-finite weights after training ({', '.join(bad[:3])}"
                                     f"{', ...' if len(bad) > 3 else ''}) although every loss was finite; nothing was "
                                     "saved (lower the learning rates, or check the step)")
-    checkpoints.save(path, model, {"history": asdict(run.history), "mode": run.mode, "device": run.device,
-                                   "wall_time_s": run.wall_time_s, "ensemble": run.ensemble})
+    meta = {"history": asdict(run.history), "mode": run.mode, "device": run.device, "wall_time_s": run.wall_time_s,
+            "ensemble": run.ensemble}
+    try:
+        checkpoints.save(path, model, meta)
+    except (OSError, RuntimeError) as e:  # a full disk, a read-only cache: keep the trained run, say what failed
+        warnings.warn(f"{run.name}: could not write its checkpoint {path} ({type(e).__name__}: "
+                      f"{str(e).strip()[:200]}); the trained weights are kept in memory only, and a rerun trains "
+                      "again (free space, or point AAE_CACHE_DIR at a writable folder)", stacklevel=3)
 
 
 def _finish(run: Run) -> Run:
@@ -221,6 +241,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     path = checkpoints.path_for(name, checkpoints.key(name, model, step, data, config, mode.name))
     meta = checkpoints.load(path, model)
+    state = random_state()
     if meta is not None:
         run = _loaded(name, config, meta)
     else:
@@ -231,6 +252,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start)
+        set_random_state(state)
         _save(path, model, run)
     model.eval()
     return _finish(run)
@@ -278,6 +300,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
         path = checkpoints.path_for(member.name, checkpoints.key(member.name, model, step, used, cfg, mode.name))
         meta = checkpoints.load(path, model)
+        state = random_state()  # restored at the end: trained or loaded, the same state is left behind
         if meta is not None:
             model.eval()
             out[member.name] = model, _finish(_loaded(member.name, cfg, meta))
@@ -295,6 +318,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         share = (time.perf_counter() - start) / len(models)
+        set_random_state(state)
         for (member, model, path, _), history in zip(todo, histories):
             run = Run(member.name, {"seed": member.seed, **config}, history, mode.name, describe_device(device),
                       epochs, share, ensemble=len(models))

@@ -9,9 +9,15 @@ from aae_tutorial import gpu_check, priors, train
 from aae_tutorial.aae import AAE
 
 
-def test_the_dry_check_covers_every_chapter_single_and_as_an_ensemble(tmp_path):
-    record = gpu_check.run(dry=True, out=tmp_path / "check.json")
-    assert json.loads((tmp_path / "check.json").read_text()) == record
+@pytest.fixture(scope="module")
+def dry(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu_check") / "check.json"
+    return gpu_check.run(dry=True, out=out), out
+
+
+def test_the_dry_check_covers_every_chapter_single_and_as_an_ensemble(dry):
+    record, out = dry
+    assert json.loads(out.read_text()) == record
     assert record["dry"] and record["failures"] == [] and record["fallback_probe"] is None
     chapters = {c for case in record["cases"].values() for c in case["chapters"].split(", ")}
     assert chapters == {str(n) for n in range(1, 9)}
@@ -44,3 +50,8 @@ def test_a_step_that_does_not_reproduce_fails_the_check(tmp_path, monkeypatch):
 
 def test_the_record_is_named_after_the_device():
     assert gpu_check.gpu_name(torch.device("cpu")) == "cpu"
+
+
+def test_the_record_reads_as_a_table(dry):
+    text = gpu_check.markdown(dry[0])
+    assert text.count("| ok |") == len(gpu_check.CASES) * 2 and "Fallback probe: not run (no CUDA)" in text

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from aae_tutorial import checkpoints, mode, nets, steps, train
+from aae_tutorial import checkpoints, engine, mode, nets, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE
 from aae_tutorial.priors import Gaussian
@@ -80,6 +80,7 @@ def test_fit_loads_the_checkpoint_of_the_same_run(cache):
     first_model = TinyAE()
     first = train.fit("tiny", first_model, tiny_step(first_model, x), x, 2, QUICK, "cpu", batch_size=50)
     assert not list(cache.rglob("*.tmp"))  # written atomically, nothing left behind
+    torch.manual_seed(0)
     again_model = TinyAE()
     again = train.fit("tiny", again_model, tiny_step(again_model, x), x, 2, QUICK, "cpu", batch_size=50)
     assert again.from_checkpoint and again.history.losses == first.history.losses
@@ -91,10 +92,12 @@ def _fit(model, x, step=None, epochs=1, config=None, run_mode=QUICK):
     return train.fit("m", model, step or tiny_step(model, x), x, epochs, run_mode, "cpu", batch_size=50, config=config)
 
 
-@pytest.mark.parametrize("change", ["init_args", "data", "step_source", "config", "mode", "epochs"])
+@pytest.mark.parametrize("change", ["nothing", "init_args", "data", "step_source", "config", "mode", "epochs"])
 def test_any_change_to_the_run_trains_anew(change):
     x = patterns(100)
+    torch.manual_seed(0)
     _fit(TinyAE(), x)
+    torch.manual_seed(0)
     model = TinyAE(lr=2e-2) if change == "init_args" else TinyAE()
     data = x.flip(0) if change == "data" else x
     def rewritten_step(idx):  # the same loss, written differently: still a different step
@@ -105,7 +108,7 @@ def test_any_change_to_the_run_trains_anew(change):
     step = rewritten_step if change == "step_source" else None
     run = _fit(model, data, step, epochs=2 if change == "epochs" else 1, config={"x": 1} if change == "config" else None,
                run_mode=mode.RunMode("full", "t") if change == "mode" else QUICK)
-    assert not run.from_checkpoint
+    assert run.from_checkpoint == (change == "nothing")
 
 
 def test_key_covers_the_training_loop(monkeypatch):
@@ -123,7 +126,10 @@ def test_key_covers_every_constructor_argument_and_the_prior():
     x = patterns(100)
     def key(model):
         return checkpoints.key("k", model, lambda idx: {}, [x], {}, "quick")
-    assert key(CategoricalAAE(10, 4, (8,))) == key(CategoricalAAE(10, 4, (8,)))
+    def built(make):
+        torch.manual_seed(0)
+        return make()
+    assert key(built(lambda: CategoricalAAE(10, 4, (8,)))) == key(built(lambda: CategoricalAAE(10, 4, (8,))))
     assert key(CategoricalAAE(10, 4, (8,))) != key(CategoricalAAE(10, 4, (8,), input_noise=0.0))
     assert key(CategoricalAAE(10, 4, (8,))) != key(CategoricalAAE(10, 4, (8,), z_std=5.0))
     assert key(AAE(Gaussian(2, 5.0), (8,))) != key(AAE(Gaussian(2, 1.0), (8,)))
@@ -143,6 +149,7 @@ def test_unreadable_checkpoint_is_moved_aside_and_training_runs(cache, content):
         torch.save({"model": other.state_dict(), "meta": {}}, path)
     else:
         path.write_bytes(content)
+    torch.manual_seed(0)
     fresh = TinyAE()
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     with pytest.warns(UserWarning, match=rf"checkpoint {path} is unreadable .*moved it to .*\.corrupt"):
@@ -163,8 +170,10 @@ def _write_concurrently(args):
     path, seed = args
     torch.manual_seed(seed)
     model = torch.nn.Linear(200, 200)
+    meta = {"history": {"epochs": 0, "losses": {}, "metrics": {}}, "mode": "quick", "device": "cpu",
+            "wall_time_s": float(seed)}
     for _ in range(20):
-        checkpoints.save(path, model, {"seed": seed})
+        checkpoints.save(path, model, meta)
     return {k: v for k, v in model.state_dict().items()}
 
 
@@ -175,8 +184,9 @@ def test_concurrent_writers_never_mix_or_crash(cache):
         states = pool.map(_write_concurrently, [(path, 0), (path, 1)])
     model = torch.nn.Linear(200, 200)
     meta = checkpoints.load(path, model)
-    assert meta["seed"] in (0, 1)
-    assert all(torch.equal(v, states[meta["seed"]][k]) for k, v in model.state_dict().items())
+    seed = int(meta["wall_time_s"])
+    assert seed in (0, 1)
+    assert all(torch.equal(v, states[seed][k]) for k, v in model.state_dict().items())
     assert not list(cache.glob("*.tmp"))
 
 
@@ -253,3 +263,104 @@ def test_weights_broken_by_the_last_update_are_never_saved(cache):
     with pytest.raises(train.NonFiniteWeightsError, match=r"non-finite weights after training \(dec\.2\.bias\)"):
         train.fit("broken", model, step, x, 1, mode.RunMode("quick", "test"), "cpu", batch_size=50)
     assert not list(cache.rglob("*.pt"))
+
+
+def key_of(model, step, data=(), config=None):
+    return checkpoints.key("k", model, step, list(data), config or {}, "quick")
+
+
+def test_the_key_covers_what_the_step_reads_not_only_its_source():
+    x = patterns(100)
+    torch.manual_seed(0)
+    model = TinyAE()
+    state = torch.random.get_rng_state()
+    def keyed(step, data=(x,)):
+        torch.random.set_rng_state(state)
+        return key_of(model, step, data)
+    make = lambda s: (lambda idx: model.enc(x[idx] * s))  # noqa: E731 - a value the step closes over
+    assert keyed(make(1.0)) == keyed(make(1.0)) and keyed(make(1.0)) != keyed(make(0.5))
+    labelled = [patterns(20), patterns(20).flip(0)]
+    with_set = lambda s: (lambda idx: model.enc(s[idx % 20]))  # noqa: E731 - a labelled set not passed as data
+    assert keyed(with_set(labelled[0])) != keyed(with_set(labelled[1]))
+    inner = tiny_step(model, x)
+    assert keyed(engine.autocast(inner, "cpu", torch.bfloat16)) != keyed(engine.autocast(inner, "cpu", torch.float16))
+    assert keyed(engine.autocast(inner, "cpu", torch.bfloat16)) != keyed(
+        engine.autocast(tiny_step(model, x.flip(0)), "cpu", torch.bfloat16))  # followed through the wrapper
+    a, b = (lambda idx: model.enc(x[idx])), (lambda idx: model.dec(x[idx]))  # two steps on one line
+    assert keyed(a) != keyed(b)
+
+
+def test_the_key_covers_the_starting_weights_optimiser_settings_and_random_state():
+    x = patterns(100)
+    def build(seed=0):
+        torch.manual_seed(seed)
+        return TinyAE()
+    step = lambda idx: {}  # noqa: E731
+    base = key_of(build(), step, [x])
+    assert key_of(build(), step, [x]) == base
+    assert key_of(build(1), step, [x]) != base  # seeded elsewhere before the model was built
+    halved = build()
+    torch.manual_seed(0), TinyAE()  # the same random state as after build()
+    with torch.no_grad():
+        halved.enc[0].weight.mul_(0.5)
+    assert key_of(halved, step, [x]) != base
+    retuned = build()
+    retuned.opt.param_groups[0]["lr"] = 0.5  # set after construction
+    assert key_of(retuned, step, [x]) != base
+    model = build()
+    torch.rand(1)  # the same model, but the data order and noise would differ
+    assert key_of(model, step, [x]) != base
+
+
+def test_a_run_leaves_the_same_random_state_trained_or_loaded():
+    x = patterns(100)
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = TinyAE()
+        run = train.fit("rng", model, tiny_step(model, x), x, 2, QUICK, "cpu", batch_size=50)
+        draws.append((run.from_checkpoint, torch.rand(3)))
+    assert [loaded for loaded, _ in draws] == [False, True] and torch.equal(draws[0][1], draws[1][1])
+
+
+@pytest.mark.parametrize("meta", [{}, "extra field", "bad history"])
+def test_checkpoint_metadata_of_the_wrong_shape_is_set_aside(cache, meta):
+    x = patterns(100)
+    torch.manual_seed(0)
+    model = TinyAE()
+    _fit(model, x)
+    (path,) = cache.rglob("*.pt")
+    payload = torch.load(path, weights_only=True)
+    if meta == "extra field":
+        meta = {**payload["meta"], "surprise": 1}
+    elif meta == "bad history":
+        meta = {**payload["meta"], "history": {"epochs": 1}}
+    torch.save({"model": payload["model"], "meta": meta}, path)
+    with pytest.warns(UserWarning, match="unreadable .*metadata|unreadable .*history"):
+        assert checkpoints.load(path, TinyAE()) is None
+    assert len(list(cache.rglob("*.corrupt"))) == 1
+
+
+def test_a_directory_at_the_checkpoint_path_is_set_aside(cache):
+    path = cache / "checkpoints" / "d.pt"
+    path.mkdir(parents=True)
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert checkpoints.load(path, TinyAE()) is None
+    assert not path.exists() and len(list(path.parent.glob("d.pt.*.corrupt"))) == 1
+
+
+def test_a_failed_save_warns_with_the_path_and_keeps_the_run(monkeypatch):
+    x = patterns(100)
+    def full_disk(path, model, meta):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(checkpoints, "save", full_disk)
+    model = TinyAE()
+    with pytest.warns(UserWarning, match=r"could not write its checkpoint .*\.pt \(OSError: .*No space left"):
+        run = _fit(model, x)
+    assert run.history.epochs == 1 and not run.from_checkpoint
+
+
+def test_an_empty_cache_variable_does_not_cache_into_the_working_directory(monkeypatch):
+    from aae_tutorial import data
+    monkeypatch.setenv("AAE_CACHE_DIR", "")
+    assert data.cache_dir() == data.Path.home() / ".cache" / "aae_tutorial"
