@@ -32,6 +32,10 @@ class AAE(RecordsInit, nn.Module):
 
     def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, recipe: Recipe = COURSE) -> None:
         super().__init__()
+        if not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a Prior, e.g. priors.Gaussian(2, 5.0), got {prior!r}")
+        if not isinstance(recipe, Recipe):
+            raise TypeError(f"recipe must be a Recipe, e.g. recipes.COURSE, got {recipe!r}")
         self.prior, self.recipe = prior, recipe
         self.encoder = nets.encoder(prior.dim, hidden)  # x (B, 784) -> z (B, z_dim)
         self.decoder = nets.decoder(prior.dim + self.decoder_extra, hidden)  # z (B, z_dim [+ extra]) -> (B, 784)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import metrics, nets
+from . import checks, metrics, nets
 from .checkpoints import RecordsInit
 from .data import LabelledSet
 from .priors import check_classes
@@ -52,13 +52,11 @@ class CategoricalAAE(RecordsInit, nn.Module):
                  z_std: float = 1.0, head_dim: int = 0, head_gap: float = 6.0, input_noise: float = 0.3,
                  recipe: Recipe = COURSE, batch_norm: bool = False, balance: float = 0.0) -> None:
         super().__init__()
-        if n_classes < 2 or z_dim < 1:
-            raise ValueError(f"need n_classes >= 2 and z_dim >= 1, got {n_classes}, {z_dim}")
+        checks.count(n_classes, "n_classes", 2), checks.count(z_dim, "z_dim"), checks.count(head_dim, "head_dim", 0)
+        checks.positive(z_std, "z_std"), checks.positive(head_gap, "head_gap", zero=True)
+        checks.positive(input_noise, "input_noise", zero=True), checks.positive(balance, "balance", zero=True)
         if head_dim and head_dim != z_dim:
             raise ValueError(f"with cluster heads the style must live in the same space: z_dim={z_dim} != head_dim={head_dim}")
-        if not (z_std > 0 and input_noise >= 0 and head_gap >= 0 and balance >= 0):
-            raise ValueError(f"need z_std > 0, input_noise >= 0, head_gap >= 0, balance >= 0; got {z_std}, "
-                             f"{input_noise}, {head_gap}, {balance}")
         self.n_classes, self.z_dim, self.head_dim, self.head_gap = n_classes, z_dim, head_dim, head_gap
         self.recipe = recipe
         self.balance, self.category_use_entropy = balance, CategoryUseEntropy()

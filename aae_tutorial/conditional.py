@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from . import nets
+from . import checks, nets
 from .aae import AAE
 from .priors import Prior, check_classes
 from .recipes import COURSE, Recipe
@@ -60,9 +60,7 @@ class SupervisedAAE(AAE):
 
     def __init__(self, prior: Prior, hidden: Sequence[int] = nets.PAPER_HIDDEN, n_classes: int = 10,
                  recipe: Recipe = COURSE) -> None:
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        self.n_classes = self.decoder_extra = n_classes
+        self.n_classes = self.decoder_extra = checks.count(n_classes, "n_classes", 2)
         super().__init__(prior, hidden, recipe)
 
     def train_step(self, x: Tensor, classes: Tensor) -> dict[str, Tensor]:

@@ -164,6 +164,10 @@ def check_images(x: Tensor, what: str = "images") -> None:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"{what} must be a float tensor of shape (N, 784), N >= 1; got {shape}"
                          + (f" {x.dtype}" if isinstance(x, Tensor) else ""))
+    if x.dtype != torch.float32:
+        raise ValueError(f"{what} must be float32 like the networks' weights, got {x.dtype} (call .float())")
+    if x.device.type == "meta":
+        raise ValueError(f"{what} are on the meta device, which holds no values: load real data first")
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} contain NaN or infinite pixels")
     lo, hi = x.min().item(), x.max().item()

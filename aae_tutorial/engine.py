@@ -92,6 +92,10 @@ class StepRunner:
             self.side_stream = torch.cuda.Stream(device)
 
     def _accumulate(self, losses: dict[str, Tensor]) -> None:
+        if not self.sums and not (isinstance(losses, dict) and losses and all(
+                isinstance(k, str) and isinstance(v, Tensor) and v.ndim == 0 for k, v in losses.items())):
+            raise TypeError(f"{self.desc}: a training step must return its losses as a non-empty dict of 0-d "
+                            f"tensors, e.g. {{'reconstruction': loss}}; got {type(losses).__name__} {losses!r:.120}")
         for k, v in losses.items():
             if k not in self.sums:
                 self.sums[k] = torch.zeros((), dtype=torch.float32, device=v.device)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -40,9 +42,18 @@ def folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+#: A temporary file this old was left by a writer that was killed (no save takes this long): it is removed.
+ORPHAN_AGE_S = 3600
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a temporary file of this writer's own beside ``path``, fsync it, rename it into place."""
+    """Call ``write(f)`` on a temporary file of this writer's own beside ``path``, fsync it, rename it into place.
+    Temporary files of ``path`` left by killed writers (older than :data:`ORPHAN_AGE_S`) are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # another writer may remove it first
+            if time.time() - orphan.stat().st_mtime > ORPHAN_AGE_S:
+                orphan.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

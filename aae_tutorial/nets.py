@@ -5,15 +5,17 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from . import checks
+
 #: The paper's hidden sizes for every network on MNIST.
 PAPER_HIDDEN = (1000, 1000)
 
 
 def _checked(sizes: Sequence[int]) -> list[int]:
     sizes = list(sizes)
-    if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
-        raise ValueError(f"an MLP needs at least two positive integer sizes, got {sizes}")
-    return sizes
+    if len(sizes) < 2:
+        raise ValueError(f"an MLP needs at least two layer sizes, got {sizes}")
+    return [checks.count(s, f"every layer size (of {sizes})") for s in sizes]
 
 
 def hidden_layers(sizes: Sequence[int], batch_norm: bool = False) -> list[nn.Module]:

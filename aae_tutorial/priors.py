@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch import distributions as D
 
+from . import checks
+
 
 def capturing(t: Tensor) -> bool:
     """True while ``t``'s device is recording a CUDA graph, or while torch's sync debug mode is set to "error" (the
@@ -65,9 +67,7 @@ class Gaussian(Prior):
 
     def __init__(self, dim: int = 2, std: float = 5.0, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if dim < 1 or not 0 < std < math.inf:
-            raise ValueError(f"Gaussian needs dim >= 1 and a finite std > 0, got dim={dim}, std={std}")
-        self.dim, self.std = dim, float(std)
+        self.dim, self.std = checks.count(dim, "Gaussian's dim"), checks.positive(std, "Gaussian's std")
         # validate_args=False: the arguments are checked above, and checking each log_prob's input would read a
         # value back to the host inside every training step (no CUDA graph could capture the VAE's step)
         self.dist = D.Independent(D.Normal(torch.zeros(dim, device=self.device), self.std, validate_args=False), 1,
@@ -85,9 +85,8 @@ class Uniform(Prior):
 
     def __init__(self, dim: int = 2, half_width: float = 5.0, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if dim < 1 or not half_width > 0:
-            raise ValueError(f"Uniform needs dim >= 1 and half_width > 0, got dim={dim}, half_width={half_width}")
-        self.dim, self.half_width = dim, float(half_width)
+        self.dim = checks.count(dim, "Uniform's dim")
+        self.half_width = checks.positive(half_width, "Uniform's half_width")
 
     def _sample(self, n: int, labels: Tensor | None) -> Tensor:
         return self.half_width * (2 * torch.rand(n, self.dim, device=self.device) - 1)
@@ -103,12 +102,10 @@ class GaussianMixture(Prior):
     def __init__(self, n_components: int = 10, radius: float = 4.0, radial_std: float = 1.0,
                  tangential_std: float = 0.25, device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if n_components < 1 or not (0 <= radius < math.inf and 0 < radial_std < math.inf
-                                        and 0 < tangential_std < math.inf):
-            raise ValueError(f"GaussianMixture needs n_components >= 1, a finite radius >= 0 and finite positive "
-                             f"stds, got {n_components}, {radius}, {radial_std}, {tangential_std}")
-        self.dim, self.n_components = 2, n_components
-        self.radius, self.radial_std, self.tangential_std = float(radius), float(radial_std), float(tangential_std)
+        self.dim, self.n_components = 2, checks.count(n_components, "GaussianMixture's n_components")
+        self.radius = checks.positive(radius, "GaussianMixture's radius", zero=True)
+        self.radial_std = checks.positive(radial_std, "GaussianMixture's radial_std")
+        self.tangential_std = checks.positive(tangential_std, "GaussianMixture's tangential_std")
         angle = torch.arange(n_components, device=self.device) * (2 * math.pi / n_components)
         direction = torch.stack([angle.cos(), angle.sin()], 1)  # (k, 2)
         normal = torch.stack([-angle.sin(), angle.cos()], 1)  # (k, 2)
@@ -144,10 +141,9 @@ class SwissRoll(Prior):
     def __init__(self, n_components: int = 10, radius: float = 8.0, turns: float = 1.5, noise: float = 0.25,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(device)
-        if n_components < 1 or not (radius > 0 and turns > 0 and noise >= 0):
-            raise ValueError("SwissRoll needs n_components >= 1, radius > 0, turns > 0 and noise >= 0")
-        self.dim, self.n_components = 2, n_components
-        self.radius, self.turns, self.noise = float(radius), float(turns), float(noise)
+        self.dim, self.n_components = 2, checks.count(n_components, "SwissRoll's n_components")
+        self.radius, self.turns = checks.positive(radius, "SwissRoll's radius"), checks.positive(turns, "SwissRoll's turns")
+        self.noise = checks.positive(noise, "SwissRoll's noise", zero=True)
 
     def point(self, t: Tensor) -> Tensor:
         """Noise-free point of the roll at parameter t: (n,) -> (n, 2)."""

@@ -77,6 +77,14 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     }
     if shadowed := sorted(set(extra) & set(rec)):
         raise ValueError(f"extra fields may not replace standard ones: {shadowed}")
+    for field, value in extra.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"extra field {field!r} must be plain JSON (numbers, strings, lists, dicts; no NaN, "
+                             f"infinity or tensors: use .item() or .tolist()), got {value!r:.80} ({e})") from e
+    if not math.isfinite(rec["wall_time_s"]):
+        raise ValueError(f"the runs' wall times must be finite, got {rec['wall_times_s']}")
     rec.update(extra)
     path = results_dir() / f"{experiment}.json"
     with folder_lock(path.parent):  # the check and the write, with no other writer in between

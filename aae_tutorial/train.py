@@ -168,7 +168,11 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
             History.log(history.losses, means)
             if callback is not None:
                 member.eval()
-                History.log(history.metrics, callback(epoch))
+                metrics = callback(epoch)
+                if not isinstance(metrics, dict):
+                    raise TypeError(f"{desc}: on_epoch_end must return a dict of metrics, e.g. "
+                                    f"{{'valid_error': 3.1}}; got {type(metrics).__name__}")
+                History.log(history.metrics, metrics)
                 member.train()
             history.epochs = epoch + 1
         bar.set_postfix({k: f"{v:.3g}" for k, v in histories[0].last().items()})
@@ -183,7 +187,9 @@ def _log_run(run: Run) -> None:
                                 "from_checkpoint": run.from_checkpoint, "mode": run.mode, "device": run.device}) + "\n")
 
 
-def _checked(data: Tensor | Sequence[Tensor], epochs: int, batch_size: int) -> tuple[Tensor, ...]:
+def _checked(data: Tensor | Sequence[Tensor], epochs: int, batch_size: int, mode: RunMode) -> tuple[Tensor, ...]:
+    if not isinstance(mode, RunMode):
+        raise TypeError(f"mode must be a RunMode, e.g. mode.run_mode() or RunMode('quick', 'why'), got {mode!r}")
     data = (data,) if isinstance(data, Tensor) else tuple(data)
     if not data:
         raise ValueError("data must hold at least the training images")
@@ -237,7 +243,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     tensors. ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode
     while it runs. Prints what happened and returns the :class:`Run`.
     """
-    data = _checked(data, epochs, batch_size)
+    data = _checked(data, epochs, batch_size, mode)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     path = checkpoints.path_for(name, checkpoints.key(name, model, step, data, config, mode.name))
     meta = checkpoints.load(path, model)
@@ -283,7 +289,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
     :class:`Run`; ``on_epoch_end(model)`` makes each model's callback. A single member trains exactly as :func:`fit`
     does, bit for bit; the logged losses of an ensemble are its members' means.
     """
-    data = _checked(data, epochs, batch_size)
+    data = _checked(data, epochs, batch_size, mode)
     names = [m.name for m in members]
     if not members or len(set(names)) != len(names):
         raise ValueError(f"the members' names must be distinct and at least one, got {names}")

@@ -295,3 +295,15 @@ def test_headline_table_names_results_in_words_with_their_scale(results_dir):
     assert "| the x experiment, error % | 2 | 1.9 | quick | cpu | 3 |" in text and "`x`" in text
     missing = results.headline_table({"missing": "a result nobody recorded"}, folder=results_dir / "elsewhere")
     assert "| a result nobody recorded | not run yet | – |" in missing and "elsewhere/" in missing
+
+
+@pytest.mark.parametrize("extra, field", [({"selected": [1.0, float("nan")]}, "selected"),
+                                          ({"share": torch.tensor(0.5)}, "share")])
+def test_a_record_names_an_extra_field_json_cannot_hold(extra, field):
+    with pytest.raises(ValueError, match=f"extra field '{field}' must be plain JSON"):
+        results.record("x", "m", [3.0], recipe=recipes.COURSE, seeds=[0], runs=[run()], **extra)
+
+
+def test_a_record_refuses_a_non_finite_wall_time():
+    with pytest.raises(ValueError, match="wall times must be finite"):
+        results.record("x", "m", [3.0], recipe=recipes.COURSE, seeds=[0], runs=[run(wall=float("nan"))])

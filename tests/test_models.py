@@ -166,3 +166,15 @@ def test_vae_codes_are_means_or_samples_of_the_posterior():
     sigma = (0.5 * model.encoder(x).chunk(2, dim=1)[1]).exp()  # the posterior's standard deviations
     z = (samples - means) / sigma  # standardised draws: N(0, I) if the samples come from q(z|x)
     assert abs(z.mean().item()) < 0.15 and abs(z.std().item() - 1) < 0.1
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: AAE("gaussian"), TypeError, "prior must be a Prior"),
+    (lambda: CategoricalAAE(10.0), ValueError, "n_classes must be an int >= 2, got 10.0"),
+    (lambda: CategoricalAAE(10, 4.0), ValueError, "z_dim must be an int"),
+    (lambda: CategoricalAAE(10, 4, z_std=float("inf")), ValueError, "z_std must be a finite number"),
+    (lambda: CategoricalAAE(10, 4, (8.0,)), ValueError, "layer size .* got 8.0"),
+])
+def test_models_refuse_bad_arguments_naming_them(build, error, message):
+    with pytest.raises(error, match=message):
+        build()

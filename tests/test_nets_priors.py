@@ -14,9 +14,10 @@ def test_paper_shapes_and_parameter_counts():
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in disc.modules())
 
 
-@pytest.mark.parametrize("sizes", [[784], [784, 0, 2], [784, 2.5, 2]])
-def test_mlp_rejects_bad_sizes(sizes):
-    with pytest.raises(ValueError, match="an MLP needs at least two positive integer sizes"):
+@pytest.mark.parametrize("sizes, message", [([784], "at least two layer sizes"), ([784, 0, 2], "int >= 1, got 0"),
+                                            ([784, 2.5, 2], "got 2.5"), ([784, 10.0], "got 10.0")])
+def test_mlp_rejects_bad_sizes(sizes, message):
+    with pytest.raises(ValueError, match=message):
         nets.mlp(sizes)
 
 
@@ -63,7 +64,7 @@ def test_swiss_roll_segments_follow_labels():
 
 
 def test_priors_reject_bad_input():
-    with pytest.raises(ValueError, match="std > 0"):
+    with pytest.raises(ValueError, match="std must be a finite number > 0"):
         priors.Gaussian(2, std=0)
     with pytest.raises(ValueError, match="no components"):
         priors.Gaussian(2).sample(3, torch.zeros(3, dtype=torch.long))
@@ -71,8 +72,15 @@ def test_priors_reject_bad_input():
         priors.GaussianMixture().sample(3, torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="non-negative int"):
         priors.Uniform().sample(-1)
-    with pytest.raises(ValueError, match="std > 0"):
+    with pytest.raises(ValueError, match="std must be a finite number > 0"):
         priors.Gaussian(2, std=float("nan"))
+    for bad, message in [(lambda: priors.Gaussian(2, std=float("inf")), "Gaussian's std .* got inf"),
+                         (lambda: priors.SwissRoll(noise=float("inf")), "SwissRoll's noise .* got inf"),
+                         (lambda: priors.GaussianMixture(radius=float("nan")), "GaussianMixture's radius .* got nan"),
+                         (lambda: priors.Gaussian(2.0), "Gaussian's dim must be an int"),
+                         (lambda: priors.GaussianMixture(n_components=True), "n_components must be an int")]:
+        with pytest.raises(ValueError, match=message):
+            bad()
 
 
 def test_frozen_stops_gradients_into_weights_and_restores_flags():

@@ -203,6 +203,9 @@ def test_non_finite_loss_stops_training_before_anything_is_saved(cache):
     (torch.full((100, 784), 255.0), r"pixels in \[0, 1\]"),
     (torch.rand(100, 28, 28), r"shape \(N, 784\)"),
     (torch.randint(0, 2, (100, 784)), "float tensor"),
+    (torch.rand(100, 784, dtype=torch.float64), "must be float32 .*float64"),
+    (torch.rand(100, 784).half(), "must be float32 .*float16"),
+    (torch.empty(100, 784, device="meta"), "meta device"),
 ])
 def test_fit_refuses_bad_images(images, message):
     model = TinyAE()
@@ -364,3 +367,37 @@ def test_an_empty_cache_variable_does_not_cache_into_the_working_directory(monke
     from aae_tutorial import data
     monkeypatch.setenv("AAE_CACHE_DIR", "")
     assert data.cache_dir() == data.Path.home() / ".cache" / "aae_tutorial"
+
+
+def test_fit_refuses_a_mode_given_as_a_string():
+    model = TinyAE()
+    with pytest.raises(TypeError, match="mode must be a RunMode"):
+        train.fit("m", model, tiny_step(model, patterns(100)), patterns(100), 1, "quick", "cpu")
+
+
+@pytest.mark.parametrize("returned", [{}, 1.0, {"loss": [1.0]}])
+def test_a_step_that_returns_the_wrong_thing_is_named(returned):
+    x = patterns(100)
+    with pytest.raises(TypeError, match="a training step must return its losses as a non-empty dict"):
+        _fit(TinyAE(), x, step=lambda idx: returned)
+
+
+def test_a_callback_that_returns_the_wrong_thing_is_named():
+    x = patterns(100)
+    model = TinyAE()
+    with pytest.raises(TypeError, match="on_epoch_end must return a dict"):
+        train.fit("m", model, tiny_step(model, x), x, 1, QUICK, "cpu", batch_size=50, on_epoch_end=lambda e: 0.5)
+
+
+def test_temporary_files_of_killed_writers_are_cleaned_up(cache):
+    import os
+    import time
+
+    from aae_tutorial import files
+    path = cache / "r.json"
+    old, fresh = cache / ".r.json.abc.tmp", cache / ".r.json.def.tmp"
+    for f in (old, fresh):
+        f.write_bytes(b"half")
+    os.utime(old, (time.time() - 2 * files.ORPHAN_AGE_S,) * 2)
+    files.atomic_write(path, lambda f: f.write(b"{}"))
+    assert path.read_bytes() == b"{}" and not old.exists() and fresh.exists()  # a writer may still own the fresh one
