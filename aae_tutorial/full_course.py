@@ -96,10 +96,12 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
 
 
 def write_times(record: dict, path: Path = TIMES) -> None:
-    """Merge a course record's per-chapter wall times into ``path`` (``course_times.json``)."""
+    """Merge a course record's per-chapter wall times into ``path`` (``course_times.json``): only of chapters that
+    trained every run they hold, since a learner's first run trains them all."""
     times = json.loads(path.read_text()) if path.exists() else {}
     times.setdefault(record["mode"], {}).update(
-        {c["chapter"]: {k: c[k] for k in ("wall_time_s", "device", "date")} for c in record["chapters"]})
+        {c["chapter"]: {k: c[k] for k in ("wall_time_s", "device", "date")} for c in record["chapters"]
+         if not c["runs_loaded_from_checkpoints"]})
     write_json(path, times)
 
 

@@ -145,6 +145,23 @@ def _field(record: dict, field: str) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+#: How record IDs read in words (applied in order), for the tables' first column; the ID itself goes under the table.
+WORDS = [("-", " "), ("_paper_recipe", ", paper's recipe"), ("_labels_only", ", labelled images only"),
+         ("prior_match_", "match to the prior: "), ("content_follows_label_0", "content follows the label, ch. "),
+         ("label_prior_", "label-conditioned prior: "), ("semisupervised_", "semi-supervised, "),
+         ("clustering_k", "clustering, k = "), ("_hungarian", ", Hungarian"), ("dimred_2d_", "2-D map, "),
+         ("parzen_loglik", "Parzen log-likelihood"), ("_supervised", " (supervised)"),
+         ("_semisupervised", " (semi-supervised)"), ("aae", "AAE"), ("vae", "VAE"), ("_", " ")]
+
+
+def readable(experiment: str) -> str:
+    """A record ID in words: ``prior_match_gaussian_aae_paper_recipe`` -> ``match to the prior: gaussian AAE,
+    paper's recipe``."""
+    for old, new in WORDS:
+        experiment = experiment.replace(old, new)
+    return experiment
+
+
 def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[str, str]] = (),
           columns: Sequence[tuple[str, str]] = ()) -> str:
     """A Markdown table of ours-vs-paper with each run's provenance (display it with ``IPython.display.Markdown``).
@@ -158,16 +175,18 @@ def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[st
                   "epochs": lambda r: r["epochs"], "seeds": lambda r: len(r["seeds"])}
     shared = {k: get(records[0]) for k, get in provenance.items() if len({get(r) for r in records}) == 1} if records else {}
     varying = [k for k in provenance if k not in shared]
-    rows = [[r["experiment"], r["metric"], _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")),
+    rows = [[readable(r["experiment"]), r["metric"], _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")),
              *[_field(r, f) for _, f in columns], *[provenance[k](r) for k in varying], f"{r['wall_time_s']:.0f} s"]
             for r in records]
     if not records:
         rows.append(["(no results yet: run the chapter)"])
     rows += [[f"{model} (reported in the literature)", "", "", value] for model, value in reference]
     header = ["experiment", "metric", "ours", "paper", *[h for h, _ in columns], *varying, "wall time"]
-    note = ("Every row: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together."
+    note = ("Every row: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together. "
             if shared else "")
-    return tables.markdown(header, rows, title, note)
+    if records:
+        note += "Records in `book/results/`, row by row: " + ", ".join(f"`{r['experiment']}`" for r in records) + "."
+    return tables.markdown(header, rows, title, note.strip())
 
 
 def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = None) -> str:

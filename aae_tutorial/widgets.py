@@ -35,17 +35,24 @@ def _png(image: Tensor, scale: int = 4) -> bytes:
     return buf.getvalue()
 
 
+def sharpest(images: Tensor, n: int) -> tuple[int, int]:
+    """Slider positions (i, j) of the crispest image of an n x n grid (row-major, top row = largest z2): the one whose
+    pixels are most confidently ink or paper. The explorers start there, not at a blurry blend at (0, 0)."""
+    k = int((2 * images - 1).abs().mean(1).argmax())
+    return k % n, n - 1 - k // n
+
+
 def _static_html(images: Tensor, values: list[float], title: str) -> str:
     """Two range inputs over a precomputed grid of decoded images (row-major, top row = largest z2)."""
     n = len(values)
     uris = [f"data:image/png;base64,{base64.b64encode(_png(im)).decode()}" for im in images]
     uid = f"latent-explorer-{uuid.uuid4().hex[:8]}"
-    mid = n // 2
+    i, j = sharpest(images, n)
     return f"""<div class="latent-explorer" id="{uid}" style="display:flex;gap:1.5em;align-items:center">
 <div style="font-family:monospace">
 <div><b>{html.escape(title)}</b></div>
-<label>z1 <input type="range" class="z1" min="0" max="{n - 1}" value="{mid}"> <span class="v1"></span></label><br>
-<label>z2 <input type="range" class="z2" min="0" max="{n - 1}" value="{mid}"> <span class="v2"></span></label>
+<label>z1 <input type="range" class="z1" min="0" max="{n - 1}" value="{i}"> <span class="v1"></span></label><br>
+<label>z2 <input type="range" class="z2" min="0" max="{n - 1}" value="{j}"> <span class="v2"></span></label>
 </div>
 <img alt="decoded digit" width="112" height="112" style="image-rendering:pixelated;border:1px solid #ccc">
 </div>
@@ -69,11 +76,12 @@ def _static_html(images: Tensor, values: list[float], title: str) -> str:
 </script>"""
 
 
-def _live_widget(decode: Callable[[Tensor], Tensor], lim: float, device: torch.device | str,
-                 title: str) -> tuple[W.VBox, W.FloatSlider, W.FloatSlider, W.Image]:
-    """Float sliders whose every change decodes the chosen code in the kernel: (widget, z1, z2, image)."""
-    z1 = W.FloatSlider(value=0.0, min=-lim, max=lim, step=lim / 50, description="z1")
-    z2 = W.FloatSlider(value=0.0, min=-lim, max=lim, step=lim / 50, description="z2")
+def _live_widget(decode: Callable[[Tensor], Tensor], lim: float, device: torch.device | str, title: str,
+                 start: tuple[float, float]) -> tuple[W.VBox, W.FloatSlider, W.FloatSlider, W.Image]:
+    """Float sliders, starting at ``start``, whose every change decodes the chosen code in the kernel:
+    (widget, z1, z2, image)."""
+    z1 = W.FloatSlider(value=start[0], min=-lim, max=lim, step=lim / 50, description="z1")
+    z2 = W.FloatSlider(value=start[1], min=-lim, max=lim, step=lim / 50, description="z2")
     image = W.Image(format="png", width=112, height=112)
 
     def redraw(_=None) -> None:
@@ -102,7 +110,8 @@ class LatentExplorer:
 
 def latent_explorer(decode: Callable[[Tensor], Tensor], lim: float = 3.0, n: int = 11,
                     device: torch.device | str = "cpu", title: str = "") -> LatentExplorer:
-    """Sliders over a 2-D code (z1, z2) in [-lim, lim]^2 and the digit ``decode`` draws there."""
+    """Sliders over a 2-D code (z1, z2) in [-lim, lim]^2 and the digit ``decode`` draws there, starting at the
+    crispest digit of the grid (:func:`sharpest`)."""
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
     if lim <= 0:
@@ -110,4 +119,6 @@ def latent_explorer(decode: Callable[[Tensor], Tensor], lim: float = 3.0, n: int
     with torch.no_grad():
         images = decode(code_grid(lim, n).to(device)).cpu()  # (n*n, 784), top row first
     values = np.linspace(-lim, lim, n).tolist()
-    return LatentExplorer(*_live_widget(decode, lim, device, title), _static_html(images, values, title))
+    i, j = sharpest(images, n)
+    return LatentExplorer(*_live_widget(decode, lim, device, title, (values[i], values[j])),
+                          _static_html(images, values, title))

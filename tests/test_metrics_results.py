@@ -171,7 +171,7 @@ def test_tables_pad_rows_and_render_reference_rows(results_dir):
     lines = text.splitlines()
     assert lines[0] == "**T**" and lines[2] == "| experiment | metric | ours | paper | epochs | seeds | wall time |"
     assert all(line.count("|") == 8 for line in lines[2:6])  # mode and device never change: moved to the note
-    assert lines[-1] == "Every row: recipe course, mode full, device cpu. Wall time: all seeds together."
+    assert lines[-1].startswith("Every row: recipe course, mode full, device cpu. Wall time: all seeds together. ")
     assert "| 3 ± 1.41 | 1.9 ± 0.1 | 3 | 2 | 20 s |" in text and "| GAN (reported in the literature) |  |  | 225 ± 2 |" in text
     assert tables.markdown(["a", "b"], [["x|y"]]) == "| a | b |\n|---|---|\n| x\\|y |  |"
     with pytest.raises(ValueError, match="wider than the header"):
@@ -307,3 +307,12 @@ def test_a_record_names_an_extra_field_json_cannot_hold(extra, field):
 def test_a_record_refuses_a_non_finite_wall_time():
     with pytest.raises(ValueError, match="wall times must be finite"):
         results.record("x", "m", [3.0], recipe=recipes.COURSE, seeds=[0], runs=[run(wall=float("nan"))])
+
+
+def test_tables_name_experiments_in_words_and_give_the_record_ids_below(results_dir):
+    rec = results.record("prior_match_gaussian_aae_paper_recipe", "MMD²", [0.02], recipe=recipes.PAPER, seeds=[0],
+                         runs=[run()])
+    text = results.table([rec])
+    assert "| match to the prior: gaussian AAE, paper's recipe | MMD² |" in text
+    assert "Records in `book/results/`, row by row: `prior_match_gaussian_aae_paper_recipe`." in text
+    assert results.readable("label_prior_mixture-10k-labels") == "label-conditioned prior: mixture 10k labels"

@@ -16,11 +16,20 @@ def test_static_rendering_holds_every_grid_image():
 
 def test_live_sliders_decode_on_every_change():
     explorer = widgets.latent_explorer(decode, lim=2.0, n=5)
-    before = explorer.image.value
-    explorer.z1.value = 1.5
+    before, start = explorer.image.value, (explorer.z1.value, explorer.z2.value)
+    explorer.z1.value = 0.5
     after = explorer.image.value
-    explorer.z2.value = -1.5  # z1 + z2 = 0 again: the first image comes back
-    assert after != before and explorer.image.value == before
+    explorer.z1.value, explorer.z2.value = start[1], 0.5  # z1 + z2 = 2.5 again: the same image
+    changed = explorer.image.value
+    explorer.z1.value, explorer.z2.value = start  # back at the start
+    assert after != before and changed == after and explorer.image.value == before
+
+
+def test_explorers_start_at_the_crispest_digit_not_at_the_origin():
+    explorer = widgets.latent_explorer(decode, lim=2.0, n=5)
+    assert (explorer.z1.value, explorer.z2.value) == (2.0, 2.0)  # z1 + z2 = 4: the most saturated image
+    html = explorer._repr_mimebundle_()["text/html"]
+    assert 'class="z1" min="0" max="4" value="4"' in html and 'class="z2" min="0" max="4" value="4"' in html
 
 
 @pytest.mark.parametrize("kw, message", [({"n": 1}, "n must be"), ({"lim": 0.0}, "lim must be")])
