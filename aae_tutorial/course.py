@@ -5,11 +5,10 @@ import inspect
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown
 
-from . import plan, tables
+from . import figures, plan, tables
 from .mode import RunMode, describe_device, run_mode
 from .train import Run, pick_device, seed_everything
 
@@ -27,7 +26,7 @@ def start(seed: int = 0, chapter: str | None = None) -> tuple[RunMode, torch.dev
     """
     mode, device = run_mode(), pick_device()
     seed_everything(seed)
-    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.spines.top": False, "axes.spines.right": False})
+    figures.use_book_style()
     print(mode)
     print(f"Device: {describe_device(device)}")
     if mode.full and chapter is not None:

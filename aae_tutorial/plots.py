@@ -64,7 +64,7 @@ def prior_outline(samples: Tensor, ax: plt.Axes, bins: int = 60) -> None:
     ax.contour(*centres, hist.T, levels=sorted({t95, t50}), colors="black", linewidths=0.9,
                linestyles=["dashed", "solid"][-len({t95, t50}):])
     ax.legend(handles=[Line2D([], [], color="black", lw=0.9, ls=ls, label=f"prior, {q} of samples")
-                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], loc="lower right", fontsize=8,
+                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], loc="lower right",
               framealpha=0.8)
 
 

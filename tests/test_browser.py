@@ -15,7 +15,9 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
+from PIL import Image
 
+from aae_tutorial.figures import READABLE_PX, smallest_type_px
 from test_book import ROOT, colab_url, toc_files
 
 
@@ -111,10 +113,7 @@ def test_page_renders_offline(site, browser, entry):
     searches = page.evaluate("[...document.querySelectorAll('.search-button-field')]"
                              ".filter(e => e.getBoundingClientRect().width > 0).length")
     assert searches == 1, f"{searches} search boxes on the page"
-    shrunk = page.evaluate("""[...document.querySelectorAll('article img')].filter(i => i.src.includes('/_images/'))
-        .map(i => [i.src.split('/').pop(), i.getBoundingClientRect().width / i.naturalWidth])
-        .filter(([, scale]) => scale < 0.7)""")
-    assert not shrunk, f"figures shrunk below 70 % to fit the column, their text too small to read: {shrunk}"
+    assert not small_figure_text(page), f"figure text under {READABLE_PX:g} px: {small_figure_text(page)}"
     broken = page.evaluate("[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
     assert not broken, f"images that did not load: {broken}"
     article = page.locator("article").inner_text()
@@ -156,6 +155,32 @@ def test_latent_explorer_slider_changes_the_image(site, browser):
     page.close()
 
 
+#: Each book figure on the page: its file name and the width it is shown at (CSS px).
+FIGURES = """[...document.querySelectorAll('article img')].filter(i => i.src.includes('/_images/'))
+    .map(i => [decodeURIComponent(i.src.split('/').pop()), i.getBoundingClientRect().width])"""
+#: Figures whose readable width (their min-width) is more than their output box gives them.
+FIGURES_THAT_SCROLL = """[...document.querySelectorAll('article .cell_output img')]
+    .filter(i => i.getBoundingClientRect().width > i.parentElement.clientWidth + 1)
+    .map(i => [i.src.split('/').pop(), Math.round(i.getBoundingClientRect().width)])"""
+
+
+def small_figure_text(page) -> list[str]:
+    """Figures whose smallest text, as the page shows them, is under READABLE_PX: from the size each PNG records
+    (:func:`aae_tutorial.figures.png`), its native width and the width it is rendered at."""
+    found = []
+    for name, shown in page.evaluate(FIGURES):
+        path = HTML / "_images" / name
+        native_px = smallest_type_px(path)
+        if native_px is None:
+            found.append(f"{name} records no text size: re-execute its chapter")
+            continue
+        with Image.open(path) as image:
+            rendered = native_px * shown / image.width
+        if rendered < READABLE_PX - 0.05:
+            found.append(f"{name}: smallest text {rendered:.1f} px")
+    return found
+
+
 #: What may not stick out of the article's column: code, outputs, tables, equations and figures.
 WIDE = """() => {
     const column = document.querySelector('article').getBoundingClientRect();
@@ -188,6 +213,9 @@ def test_nothing_is_wider_than_its_column(site, browser, width):
         page.goto(f"{site}/{entry}.html", wait_until="load")
         page.evaluate("async () => { if (window.MathJax && MathJax.startup) await MathJax.startup.promise; }")
         found = page.evaluate(WIDE)
+        found["wide"] += small_figure_text(page)
+        if width == 1280:  # on a desktop every figure fits the column without scrolling its box
+            found["wide"] += [f"{name} needs {need} px" for name, need in page.evaluate(FIGURES_THAT_SCROLL)]
         if width == 390:
             page.screenshot(path=str(SHOTS / f"{Path(entry).name}-phone.png"), full_page=True)
         page.close()
