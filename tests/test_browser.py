@@ -113,7 +113,8 @@ def test_page_renders_offline(site, browser, entry):
     searches = page.evaluate("[...document.querySelectorAll('.search-button-field')]"
                              ".filter(e => e.getBoundingClientRect().width > 0).length")
     assert searches == 1, f"{searches} search boxes on the page"
-    assert not small_figure_text(page), f"figure text under {READABLE_PX:g} px: {small_figure_text(page)}"
+    small = small_figure_text(page)
+    assert not small, f"figure text under {READABLE_PX:g} px: {small}"
     broken = page.evaluate("[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
     assert not broken, f"images that did not load: {broken}"
     article = page.locator("article").inner_text()

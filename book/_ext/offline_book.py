@@ -52,8 +52,8 @@ def _readable_figures(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect("config-inited", _one_search_box)
-    app.add_js_file("mathjax-hub-shim.js", priority=1000)
+    app.add_js_file("mathjax-hub-shim.js", priority=1000)  # after MathJax's own configuration script
     app.add_css_file("book.css")
-    app.connect("html-page-context", _readable_figures)  # after MathJax's own configuration script
+    app.connect("html-page-context", _readable_figures)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
