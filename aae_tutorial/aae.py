@@ -40,6 +40,7 @@ class AAE(RecordsInit, nn.Module):
         self.encoder = nets.encoder(prior.dim, hidden)  # x (B, 784) -> z (B, z_dim)
         self.decoder = nets.decoder(prior.dim + self.decoder_extra, hidden)  # z (B, z_dim [+ extra]) -> (B, 784)
         self.discriminator = nets.discriminator(prior.dim + self.discriminator_extra, hidden)  # -> logit (B, 1)
+        recipe.initialise(self)
         self.opt_ae = recipe.optimiser_for([*self.encoder.parameters(), *self.decoder.parameters()], "reconstruction")
         self.opt_d = recipe.optimiser_for(self.discriminator.parameters(), "adversarial")
         self.opt_g = recipe.optimiser_for(self.encoder.parameters(), "adversarial")

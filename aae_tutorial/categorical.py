@@ -18,7 +18,7 @@ from .data import LabelledSet
 from .priors import check_classes
 from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
-from .train import Run
+from .history import Run
 
 
 class CategoryUseEntropy(nn.Module):
@@ -65,11 +65,12 @@ class CategoricalAAE(RecordsInit, nn.Module):
         self.y_head = nn.Linear(hidden[-1], n_classes)  # h -> y logits (B, n_classes); softmax applied once, later
         self.z_head = nn.Linear(hidden[-1], z_dim)  # h -> z (B, z_dim)
         self.heads = nn.Linear(n_classes, head_dim, bias=False) if head_dim else None  # W_C
-        if self.heads is not None:  # start the heads spread out: the hinge penalty only moves them slowly
-            nn.init.normal_(self.heads.weight, std=head_gap)
         self.decoder = nets.decoder(z_dim if head_dim else n_classes + z_dim, hidden)
         self.d_y = nets.discriminator(n_classes, hidden)
         self.d_z = nets.discriminator(z_dim, hidden)
+        recipe.initialise(self)
+        if self.heads is not None:  # start the heads spread out: the hinge penalty only moves them slowly
+            nn.init.normal_(self.heads.weight, std=head_gap)
         encoder = [*self.trunk.parameters(), *self.y_head.parameters(), *self.z_head.parameters()]
         autoencoder = [*encoder, *self.decoder.parameters(), *(self.heads.parameters() if self.heads else [])]
         self.opt_ae = recipe.optimiser_for(autoencoder, "reconstruction")

@@ -193,6 +193,13 @@ def check_meta(meta: object) -> dict:
     return dict(meta)
 
 
+def set_aside(path: Path, error: BaseException) -> Path:
+    """Move an unusable checkpoint (a file or a folder alike) to a unique ``*.corrupt`` name beside it; returns it."""
+    aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")
+    os.replace(path, aside)
+    return aside
+
+
 def load(path: Path, model: nn.Module) -> dict | None:
     """Load the weights at ``path`` into ``model`` and return the metadata; ``None`` if there is no checkpoint.
 
@@ -210,8 +217,7 @@ def load(path: Path, model: nn.Module) -> dict | None:
         return check_meta(payload["meta"])
     except Exception as e:  # noqa: BLE001 - any failure to read means: set it aside and retrain
         model.load_state_dict(backup)
-        aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")  # a file or a folder alike
-        os.replace(path, aside)
+        aside = set_aside(path, e)
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         warnings.warn(f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); "
                       f"moved it to {aside} and training again", stacklevel=2)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import categorical, engine, nets, priors, steps, tables, train
+from . import categorical, engine, nets, priors, recipes, steps, tables, train
 from .aae import AAE
 from .categorical import CategoricalAAE
 from .conditional import LabelConditionedAAE, SupervisedAAE
@@ -67,7 +67,7 @@ class AutoencoderPair(nn.Module):
     def __init__(self, hidden: tuple[int, ...], kind: str) -> None:
         super().__init__()
         self.kind, self.encoder, self.decoder = kind, nets.encoder(2, hidden), nets.decoder(2, hidden)
-        self.opt = train.adam(self.parameters(), lr=1e-3)
+        self.opt = recipes.adam(self.parameters(), lr=1e-3)
 
     def train_step(self, x: Tensor) -> dict[str, Tensor]:
         loss = steps.reconstruction_loss(self.decoder(self.encoder(x)), x, self.kind)

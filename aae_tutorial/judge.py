@@ -16,7 +16,9 @@ from .checkpoints import RecordsInit
 from .data import MNIST
 from .mode import RunMode
 from .steps import update
-from .train import Run, adam, fit
+from .recipes import adam
+from .history import Run
+from .train import fit
 
 
 class DigitClassifier(RecordsInit, nn.Module):

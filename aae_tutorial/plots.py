@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from .train import History
+from .history import History
 
 DIGIT_COLORS = plt.get_cmap("tab10")
 

@@ -1,12 +1,13 @@
-"""Training recipes: the optimiser, learning rates and losses a model trains with, as one value.
+"""Training recipes: the optimiser, learning rates, schedule, initialisation and losses a model trains with, as one
+value.
 
 A recipe is passed to a model (``AAE(prior, hidden, recipe=recipes.PAPER)``); the model classes are the same for every
 recipe. Two recipes are named:
 
-* :data:`PAPER`, the paper's recipe as far as the paper states it. Section 2: "Both, the adversarial network and the
-  autoencoder are trained jointly with SGD in two phases"; the GAN objective is the minimax game of its equation (1);
-  the reconstruction cost is Euclidean (appendix). The appendix's learning rates and momentum were not in any stored
-  copy of the paper this course could read: :data:`PAPER_SOURCES` says where those values come from.
+* :data:`PAPER`, the paper's recipe. Section 2: "Both, the adversarial network and the autoencoder are trained
+  jointly with SGD in two phases"; the rates, momenta, schedule and initialisation are the paper's appendix values as
+  a public reproduction transcribes them (:data:`PAPER_SOURCES` names the source of each value, and says where the
+  paper is silent).
 * :data:`COURSE`, what the course trains with, and why each value differs: see :data:`DEPARTURES`.
 
 Every results record carries ``recipe.describe()`` (:func:`aae_tutorial.results.record`).
@@ -14,14 +15,24 @@ Every results record carries ``recipe.describe()`` (:func:`aae_tutorial.results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import tables
 from .steps import gan_loss
-from .train import adam
+
+
+def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has one for the parameters' device, else the foreach one."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
 
 OPTIMISERS = ("sgd", "adam")
 GENERATOR_LOSSES = ("minimax", "non-saturating")
@@ -33,9 +44,11 @@ class Recipe:
     """How a model trains; the same model classes take any recipe.
 
     ``lr`` is the reconstruction phase's learning rate, ``adv_lr`` the regularisation phase's (discriminator and
-    generator), ``clf_lr`` the semi-supervised classification phase's. With SGD, ``momentum`` is its momentum; with
-    Adam, the reconstruction and classification phases use betas (0.9, 0.999) and the adversarial phases
-    (``momentum``, 0.999).
+    generator), ``clf_lr`` the semi-supervised classification phase's. ``momentum`` is the reconstruction and
+    classification phases' momentum (SGD) or first beta (Adam), ``adv_momentum`` the adversarial phases'.
+    ``lr_drops``: the epochs at which every rate is divided by 10 (:meth:`schedules`). ``init_std``: draw every
+    linear layer's weights from N(0, init_std²) with zero biases (:meth:`initialise`); ``None`` keeps torch's
+    default initialisation.
     """
 
     name: str
@@ -44,8 +57,11 @@ class Recipe:
     adv_lr: float
     clf_lr: float
     momentum: float
+    adv_momentum: float
     generator_loss: str
     reconstruction: str
+    lr_drops: tuple[int, ...] = ()
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
         for field, allowed in (("optimiser", OPTIMISERS), ("generator_loss", GENERATOR_LOSSES),
@@ -56,8 +72,16 @@ class Recipe:
             value = getattr(self, field)
             if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
                 raise ValueError(f"Recipe.{field} must be a positive finite number, got {value!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"Recipe.momentum must be in [0, 1), got {self.momentum!r}")
+        for field in ("momentum", "adv_momentum"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"Recipe.{field} must be a number in [0, 1), got {value!r}")
+        if not isinstance(self.lr_drops, tuple) or any(
+                isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in self.lr_drops) \
+                or list(self.lr_drops) != sorted(set(self.lr_drops)):
+            raise ValueError(f"Recipe.lr_drops must be a tuple of increasing epochs >= 1, got {self.lr_drops!r}")
+        if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and 0 < self.init_std < 1):
+            raise ValueError(f"Recipe.init_std must be None or a number in (0, 1), got {self.init_std!r}")
 
     def optimiser_for(self, params: Iterable[torch.nn.Parameter], phase: str) -> torch.optim.Optimizer:
         """The optimiser of one phase: ``"reconstruction"``, ``"adversarial"`` or ``"classification"``."""
@@ -65,9 +89,29 @@ class Recipe:
         if lr is None:
             raise ValueError(f"phase must be 'reconstruction', 'adversarial' or 'classification', got {phase!r}")
         params = list(params)
+        momentum = self.adv_momentum if phase == "adversarial" else self.momentum
         if self.optimiser == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, foreach=True)
-        return adam(params, lr, betas=(self.momentum, 0.999) if phase == "adversarial" else (0.9, 0.999))
+            return torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True)
+        return adam(params, lr, betas=(momentum, 0.999))
+
+    def initialise(self, model: nn.Module) -> None:
+        """Draw every linear layer's weights from N(0, init_std²) and zero its bias; nothing if ``init_std`` is None."""
+        if self.init_std is None:
+            return
+        for layer in model.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=self.init_std)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+
+    def schedules(self, optimisers: Sequence[torch.optim.Optimizer]) -> list[torch.optim.lr_scheduler.MultiStepLR]:
+        """One scheduler per optimiser that divides its rate by 10 at each epoch of ``lr_drops``; step them once at
+        the end of every epoch."""
+        return [torch.optim.lr_scheduler.MultiStepLR(opt, list(self.lr_drops), gamma=0.1) for opt in optimisers]
+
+    def describe(self) -> dict:
+        """The recipe's settings, for results records (plain JSON)."""
+        return {**dataclasses.asdict(self), "lr_drops": list(self.lr_drops)}
 
     def generator(self, logits: Tensor) -> Tensor:
         """The generator's loss on the discriminator's logits for the encoder's codes.
@@ -79,46 +123,62 @@ class Recipe:
             return -gan_loss(logits, False)  # log(1 - D): minus D's loss on fakes
         return gan_loss(logits, True)
 
-    def describe(self) -> dict:
-        """The recipe's settings, for results records."""
-        return dataclasses.asdict(self)
+
+def end_epoch(schedules: Sequence[torch.optim.lr_scheduler.LRScheduler]) -> None:
+    """Step every schedule once, at the end of an epoch. A phase that never ran (the classification phase of a model
+    trained without labels) has an optimiser that never stepped, and torch's warning about that is not a fault."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*before.*optimizer.step")
+        for schedule in schedules:
+            schedule.step()
 
 
 #: The paper's recipe (section 2 and appendix); see :data:`PAPER_SOURCES` for where each value comes from.
-PAPER = Recipe(name="paper", optimiser="sgd", lr=1e-3, adv_lr=1e-3, clf_lr=1e-3, momentum=0.9,
-               generator_loss="minimax", reconstruction="mse")
+PAPER = Recipe(name="paper", optimiser="sgd", lr=0.01, adv_lr=0.1, clf_lr=0.1, momentum=0.9, adv_momentum=0.1,
+               generator_loss="minimax", reconstruction="mse", lr_drops=(50, 1000), init_std=0.01)
 
 #: The course's recipe; every difference from :data:`PAPER` is listed in :data:`DEPARTURES`.
-COURSE = Recipe(name="course", optimiser="adam", lr=1e-3, adv_lr=2e-4, clf_lr=1e-3, momentum=0.5,
-                generator_loss="non-saturating", reconstruction="bce")
+COURSE = Recipe(name="course", optimiser="adam", lr=1e-3, adv_lr=2e-4, clf_lr=1e-3, momentum=0.9, adv_momentum=0.5,
+                generator_loss="non-saturating", reconstruction="bce", lr_drops=(50,))
 
 #: The course's recipe with the adversarial phase at Adam's default rate, 1e-3: a firmer pull of the codes towards
 #: the prior. Chapter 3 uses it for its thin priors (the mixture and the swiss roll) and measures it on the wide
 #: Gaussian, where it swings; chapters 5, 7 and 8 train with it (chapter 5 measures both rates).
-COURSE_FIRM = dataclasses.replace(COURSE, adv_lr=1e-3)
+COURSE_FIRM = dataclasses.replace(COURSE, name="course-firm", adv_lr=1e-3)
+
+#: The course's recipe with the adversarial phase at 4e-3, chapter 4's label-conditioned AAEs.
+COURSE_LABELS = dataclasses.replace(COURSE, name="course-labels", adv_lr=4e-3)
+
+#: Where the paper's recipe comes from. The paper's appendix is read here through a public reproduction that
+#: transcribes it (a secondary source): github.com/1henrypage/adversarial-autoencoders, its "Paper Configuration" cells
+#: and ``src/aae.py``.
+REPRODUCTION = "github.com/1henrypage/adversarial-autoencoders (a public reproduction transcribing the appendix)"
 
 #: Where each value of :data:`PAPER` comes from.
 PAPER_SOURCES = {
     "optimiser": "paper §2: 'trained jointly with SGD in two phases'",
-    "generator_loss": "paper §2, equation (1): the minimax game of a GAN",
-    "reconstruction": "a Euclidean cost, from the paper's appendix as chapter 1 cites it (the appendix was not in "
-                      "the stored copies searched for this table)",
-    "momentum": "not in the stored copies of the paper; 0.9, as in the public MATLAB reproduction "
-                "BlueWinters/MLFrame (gan/runAAE.m)",
-    "lr, adv_lr, clf_lr": "not in the stored copies of the paper; 1e-3 for every phase, our choice: the largest rate "
-                          "of a 10x grid (0.1, 0.01, 1e-3) at which this recipe trained chapter 3's 2-D AAE without "
-                          "diverging (CPU probes at quick scale; at 0.01 and above the codes blew up to NaN)",
+    "lr, adv_lr, clf_lr": f"0.01 reconstruction, 0.1 adversarial, 0.1 classification: the appendix, via {REPRODUCTION}",
+    "momentum, adv_momentum": f"0.9 reconstruction and classification, 0.1 adversarial: the appendix, via {REPRODUCTION}",
+    "lr_drops": f"every rate divided by 10 at epoch 50 and again at epoch 1000: the appendix, via {REPRODUCTION}",
+    "init_std": f"weights drawn from N(0, 0.01²), zero biases: via {REPRODUCTION}",
+    "reconstruction": f"a Euclidean cost: the appendix, via {REPRODUCTION}",
+    "generator_loss": "not stated by the paper: its eq. (1), §1.1, is the minimax game, so we train that; the paper "
+                      "never says whether its generator used log(1 - D) or the common -log D",
 }
 
 #: What the course changes, and why; the chapters measure the effect beside the paper's recipe.
 DEPARTURES = [
-    ("optimiser", "SGD, momentum 0.9", "Adam",
-     "the usual optimiser for GANs today; the chapters' paper-vs-course tables measure the joint effect"),
-    ("learning rates (reconstruction / adversarial / classification)", "1e-3 / 1e-3 / 1e-3", "1e-3 / 2e-4 / 1e-3",
+    ("optimiser", "SGD, momentum 0.9 (reconstruction, classification) and 0.1 (adversarial)",
+     "Adam, β1 0.9 (reconstruction, classification) and 0.5 (adversarial)",
+     "the usual optimiser for GANs today, and fast in the few epochs a quick run has"),
+    ("learning rates (reconstruction / adversarial / classification)", "0.01 / 0.1 / 0.1, divided by 10 at epochs 50 "
+     "and 1000", "1e-3 / 2e-4 / 1e-3, divided by 10 at epoch 50 (as the paper's first drop)",
      "Adam's defaults, and the usual GAN setting for the adversarial phase (2e-4, β1 = 0.5, as in DCGAN); thin priors "
      "and the label-using chapters need a firmer pull: 1e-3 (COURSE_FIRM) in chapters 3 (mixture, swiss roll), 5, 7 "
-     "and 8, and 4e-3 in chapter 4"),
-    ("generator loss", "minimax, log(1 - D)", "non-saturating, -log D",
+     "and 8, and 4e-3 (COURSE_LABELS) in chapter 4"),
+    ("initialisation", "weights N(0, 0.01²), zero biases", "torch's default (scaled uniform)",
+     "the default keeps each layer's output scale, which Adam's few epochs rely on"),
+    ("generator loss", "minimax, log(1 - D) (the paper does not say which it trained)", "non-saturating, -log D",
      "the same fixed point, but the minimax loss gives the encoder almost no gradient while D wins"),
     ("reconstruction", "Euclidean (MSE)", "binary cross-entropy", "chapter 1 compares the two"),
 ]

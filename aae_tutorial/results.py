@@ -21,7 +21,7 @@ from . import tables
 from .files import atomic_write, check_name, folder_lock
 from .mode import MODES
 from .recipes import Recipe
-from .train import Run
+from .history import Run
 
 class ResultsFileError(ValueError):
     """A results file that cannot be read; the message names it."""

@@ -14,15 +14,16 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import checkpoints, engine
+from . import checkpoints, engine, recipes
 from .data import LabelledSet, check_images
+from .history import History, Run
 from .mode import RunMode, describe_device
 
 
@@ -53,15 +54,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch build has one for the parameters' device, else the foreach one."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
 def random_state() -> tuple[Tensor, list[Tensor]]:
@@ -95,51 +87,6 @@ def minibatches(n: int, batch_size: int, device: torch.device | str,
         yield order[i : i + batch_size]
 
 
-@dataclass
-class History:
-    """Per-epoch means of every loss a step returns, plus any per-epoch metrics a callback adds."""
-
-    epochs: int = 0
-    losses: dict[str, list[float]] = field(default_factory=dict)
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-
-    @staticmethod
-    def log(store: dict[str, list[float]], values: dict[str, float]) -> None:
-        for k, v in values.items():
-            store.setdefault(k, []).append(float(v))
-
-    def last(self) -> dict[str, float]:
-        return {k: v[-1] for k, v in {**self.losses, **self.metrics}.items() if v}
-
-
-@dataclass
-class Run:
-    """What a training run produced and where: the provenance every result in the book carries.
-
-    ``wall_time_s`` is the time of the training run that produced the weights, also when they were loaded from a
-    checkpoint (then ``from_checkpoint`` is true). A model trained in a batched ensemble of ``ensemble`` members
-    (:func:`fit_together`) is credited with its share, 1/``ensemble``, of the ensemble's time.
-    """
-
-    name: str
-    config: dict
-    history: History
-    mode: str
-    device: str
-    epochs: int
-    wall_time_s: float
-    from_checkpoint: bool = False
-    ensemble: int = 1
-
-    def describe(self) -> str:
-        how = f"{self.epochs} epochs, {self.wall_time_s:.1f} s, {self.mode} mode, {self.device}"
-        if self.ensemble > 1:
-            how += f", its share of an ensemble of {self.ensemble}"
-        if self.from_checkpoint:
-            return f"{self.name}: loaded from a verified checkpoint of an earlier run ({how})"
-        return f"{self.name}: trained ({how})"
-
-
 def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, device: torch.device | str,
            orders: Sequence[torch.Generator], callbacks: Sequence[EpochCallback | None], desc: str,
            members: Sequence[nn.Module] = ()) -> list[History]:
@@ -151,9 +98,13 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
     ``AAE_PROGRESS=0`` (as in the executed book, which cannot render it).
     """
     histories = [History() for _ in orders]
-    runner = engine.StepRunner(step, model, device, desc)
+    recipe = getattr(model, "recipe", None)  # its rate schedule (recipes.Recipe.lr_drops), if the model has one
+    schedules = recipe.schedules(engine.optimisers(model, step)) if recipe is not None else []
+    runner, lrs = None, None
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=os.environ.get("AAE_PROGRESS") == "0")
     for epoch in bar:
+        if runner is None or [s.get_last_lr() for s in schedules] != lrs:  # a captured graph holds the old rate
+            runner, lrs = engine.StepRunner(step, model, device, desc), [s.get_last_lr() for s in schedules]
         for idx in zip(*(minibatches(n, batch_size, device, g) for g in orders)):
             runner(torch.cat(idx) if len(idx) > 1 else idx[0])
         means = runner.epoch_means(n // batch_size)
@@ -175,6 +126,7 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
                 History.log(history.metrics, metrics)
                 member.train()
             history.epochs = epoch + 1
+        recipes.end_epoch(schedules)
         bar.set_postfix({k: f"{v:.3g}" for k, v in histories[0].last().items()})
     return histories
 

@@ -29,6 +29,7 @@ class VAE(RecordsInit, nn.Module):
         self.prior, self.recipe = prior, recipe
         self.encoder = nets.encoder(2 * prior.dim, hidden)  # x (B, 784) -> [mu, log sigma^2] (B, 2 z_dim)
         self.decoder = nets.decoder(prior.dim, hidden)  # z (B, z_dim) -> logits (B, 784)
+        recipe.initialise(self)
         self.opt = recipe.optimiser_for(self.parameters(), "reconstruction")
 
     def posterior(self, x: Tensor) -> torch.distributions.Distribution:

@@ -27,7 +27,7 @@ class PlainAE(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.enc, self.dec = nets.mlp([784, 24, 24, 3], self.batch_norm), nets.decoder(3, (24,))
-        self.opt = train.adam(self.parameters(), lr=3e-3)
+        self.opt = recipes.adam(self.parameters(), lr=3e-3)
 
     def train_step(self, x):
         loss = steps.reconstruction_loss(self.dec(self.enc(x)), x)

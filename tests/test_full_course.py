@@ -9,7 +9,7 @@ CELL = """
 import torch
 from aae_tutorial import mode, nets, steps, train
 model = torch.nn.ModuleDict({"enc": nets.encoder(2, (8,)), "dec": nets.decoder(2, (8,))})
-opt = train.adam(model.parameters(), lr=1e-3)
+opt = recipes.adam(model.parameters(), lr=1e-3)
 x = torch.rand(40, 784)
 def step(idx):
     loss = steps.reconstruction_loss(model["dec"](model["enc"](x[idx])), x[idx])

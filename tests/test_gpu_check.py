@@ -35,7 +35,7 @@ def test_a_step_that_does_not_reproduce_fails_the_check(tmp_path, monkeypatch):
         def __init__(self, *args) -> None:
             super().__init__(*args)
             builds.append(self)
-            self.opt_ae = train.adam(self.parameters(), lr=1e-3 * len(builds))
+            self.opt_ae = recipes.adam(self.parameters(), lr=1e-3 * len(builds))
 
     chapters, _, make_step = gpu_check.CASES["aae"]
     drifting = lambda h, d: Drifting(priors.Gaussian(8, 5.0, device=d), h)  # noqa: E731

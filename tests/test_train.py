@@ -49,7 +49,7 @@ class TinyAE(torch.nn.Module):
     def __init__(self, lr: float = 1e-2) -> None:
         super().__init__()
         self.enc, self.dec = nets.encoder(2, (32,)), nets.decoder(2, (32,))
-        self.opt = train.adam(self.parameters(), lr=lr)
+        self.opt = recipes.adam(self.parameters(), lr=lr)
 
 
 def tiny_step(model, x):

@@ -1,0 +1,328 @@
+"""Train any experiment of the catalogue at any scale on any device, resumably, and write its record.
+
+    python -m aae_tutorial.run --list
+    python -m aae_tutorial.run semisupervised_1000_labels --scale full            # the paper's width
+    python -m aae_tutorial.run parzen_loglik clustering_k16 --scale full --epochs 50
+
+Each seed of each experiment is one run. Every few minutes (``--checkpoint-every``) and after its last epoch the run
+writes an atomic checkpoint: weights, optimiser and schedule states, the random states, the epochs done, the
+validation curve and the best weights so far. Killed at any moment and started again, a run continues from its last
+checkpoint and ends bit for bit where an uninterrupted run ends (on the CPU); asked for more epochs later, it trains
+on. The checkpoint carries its key (:func:`aae_tutorial.checkpoints.key`), and one with another key is never loaded.
+
+The epoch is picked on the validation images; the test images are scored once, with the picked weights. The record,
+``<results>/<scale>/<experiment>.json``, names the scale, width, epochs done and planned, device, precision, wall
+time, the validation curve and the epoch picked, so a paper-width record and the book's quick record sit side by side.
+Full scale trains in bf16 autocast where the device does bf16 natively (AMX or AVX-512 BF16 CPUs, CUDA), else fp32;
+quick scale is fp32, so its numbers do not depend on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoints, engine, experiments, kinds, recipes, tables
+from .data import cache_dir, load_mnist
+from .experiments import Experiment
+from .files import atomic_write, folder_lock
+from .history import History
+from .mode import describe_device
+from .results import write_json
+from .train import NonFiniteLossError, minibatches, order_generator, pick_device, seed_everything
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there, two runs of one experiment are not kept apart
+    fcntl = None
+
+PRECISIONS = ("auto", "fp32", "bf16")
+#: Seconds between checkpoints of a run (and one after its last epoch).
+CHECKPOINT_EVERY_S = 120.0
+
+
+def precision_for(scale: str, device: torch.device | str, asked: str = "auto") -> str:
+    """``bf16`` or ``fp32``: ``auto`` is bf16 at full scale on a device with native bf16, fp32 otherwise."""
+    if asked not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {asked!r}")
+    if asked == "auto":
+        return "bf16" if scale == "full" and engine.bf16_supported(device) else "fp32"
+    return asked
+
+
+@dataclass
+class SeedResult:
+    """One finished run: its curve, the epoch validation picked (1-based), the test score and its provenance."""
+
+    seed: int
+    history: History
+    selected_epoch: int
+    test: dict
+    wall_time_s: float
+    epochs: int
+
+
+@dataclass
+class _State:
+    """What a checkpoint holds besides the weights, optimisers and random states."""
+
+    epoch: int = 0
+    wall_time_s: float = 0.0
+    history: History = field(default_factory=History)
+    best_epoch: int = 0
+    best_value: float | None = None
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Refuse a second process training the same run at the same time (a lock on ``<path>.lock``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another process is training {path.stem} now; wait for it, or stop it") from None
+        yield
+
+
+class _Checkpoint:
+    """The resumable state of one run at ``path``: saved atomically, loaded only under the same key."""
+
+    def __init__(self, path: Path, key: str, model: torch.nn.Module, optimisers: list, schedules: list,
+                 order: torch.Generator) -> None:
+        self.path, self.key, self.model = path, key, model
+        self.optimisers, self.schedules, self.order = optimisers, schedules, order
+
+    def save(self, state: _State, best: dict) -> None:
+        payload = {
+            "key": self.key, "model": self.model.state_dict(), "best": best,
+            "optimisers": [o.state_dict() for o in self.optimisers],
+            "schedules": [s.state_dict() for s in self.schedules],
+            "rng": torch.random.get_rng_state(), "order": self.order.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "state": {**asdict(state), "history": asdict(state.history)},
+        }
+        atomic_write(self.path, lambda f: torch.save(payload, f))
+
+    def load(self) -> tuple[_State, dict] | None:
+        """The saved state and best weights, restored into the model, optimisers, schedules and RNGs; ``None``
+        without a checkpoint. A checkpoint under another key or unreadable is set aside with a warning."""
+        if not self.path.is_file():
+            return None
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=True)
+            if payload.get("key") != self.key:
+                raise ValueError(f"it was written for key {payload.get('key')!r}, not {self.key!r}")
+            self.model.load_state_dict(payload["model"])
+            for opt, saved in zip(self.optimisers, payload["optimisers"], strict=True):
+                opt.load_state_dict(saved)
+            for sched, saved in zip(self.schedules, payload["schedules"], strict=True):
+                sched.load_state_dict(saved)
+            state = dict(payload["state"])
+            state["history"] = History(**state["history"])
+        except Exception as e:  # noqa: BLE001 - any failure to read means: set it aside and start again
+            aside = checkpoints.set_aside(self.path, e)
+            print(f"checkpoint {self.path} not used ({type(e).__name__}: {str(e)[:200]}); moved to {aside}",
+                  file=sys.stderr)
+            return None
+        torch.random.set_rng_state(payload["rng"])
+        self.order.set_state(payload["order"])
+        if payload["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        return _State(**state), payload["best"]
+
+
+def _lrs(optimisers: list) -> list[float]:
+    return [g["lr"] for o in optimisers for g in o.param_groups]
+
+
+def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, epochs: int,
+               hidden: tuple[int, ...] | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
+               checkpoint_every: float = CHECKPOINT_EVERY_S, progress: bool = True) -> SeedResult:
+    """Train one seed of ``exp`` to ``epochs`` epochs (resuming from its checkpoint), pick the epoch on validation,
+    score the test images once with the picked weights."""
+    hidden = tuple(hidden or exp.scale(scale).hidden)
+    name = f"{exp.name}-{scale}-seed{seed}"
+    seed_everything(seed)
+    trainee = kinds.build(exp, hidden, seed, splits)
+    model, data = trainee.model, trainee.data
+    step = engine.autocast(trainee.step, device, torch.bfloat16 if precision == "bf16" else None)
+    config = {"experiment": exp.describe(), "scale": scale, "hidden": list(hidden), "seed": seed,
+              "precision": precision, "batch_size": 100}
+    key = checkpoints.key(name, model, trainee.step, data, config, scale)
+    order = order_generator(device)
+    optimisers = engine.optimisers(model, trainee.step)
+    schedules = exp.recipe.schedules(optimisers)
+    ckpt = _Checkpoint(cache_dir() / "runs" / f"{name}-{key}.pt", key, model, optimisers, schedules, order)
+    sign = -1.0 if exp.higher_is_better else 1.0  # validation picks the lowest sign * value
+    with _exclusive(cache_dir() / "runs" / name):
+        loaded = ckpt.load()
+        state, best = loaded if loaded else (_State(), {})
+        n = len(data[0])
+        bar = tqdm(total=epochs, initial=min(state.epoch, epochs), desc=name, unit="epoch", disable=not progress)
+        runner, lrs, saved_at = None, None, time.monotonic()
+        model.train()
+        while state.epoch < epochs:
+            start = time.perf_counter()
+            if _lrs(optimisers) != lrs:  # a new rate: a captured graph holds the old one
+                runner, lrs = engine.StepRunner(step, model, device, name), _lrs(optimisers)
+            for idx in minibatches(n, 100, device, order):
+                runner(idx)
+            means = runner.epoch_means(n // 100)
+            if bad := sorted(k for k, v in means.items() if not math.isfinite(v)):
+                raise NonFiniteLossError(f"{name}: the {', '.join(bad)} loss became {means[bad[0]]} in epoch "
+                                         f"{state.epoch + 1}; its last checkpoint is kept (lower the rates)")
+            model.eval()
+            measured = trainee.validate()
+            model.train()
+            recipes.end_epoch(schedules)
+            state.epoch += 1
+            History.log(state.history.losses, means)
+            History.log(state.history.metrics, measured)
+            state.history.epochs = state.epoch
+            if state.best_value is None or sign * measured["valid"] < sign * state.best_value:
+                state.best_epoch, state.best_value = state.epoch, measured["valid"]
+                best = copy.deepcopy(model.state_dict())
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            state.wall_time_s += time.perf_counter() - start
+            if time.monotonic() - saved_at >= checkpoint_every or state.epoch == epochs:
+                ckpt.save(state, best)
+                saved_at = time.monotonic()
+            bar.update()
+            bar.set_postfix(valid=f"{measured['valid']:.4g}", best=f"{state.best_value:.4g}@{state.best_epoch}")
+            if not progress:
+                print(f"{name} epoch {state.epoch}/{epochs}: valid {measured['valid']:.4g} "
+                      f"(best {state.best_value:.4g} at {state.best_epoch}), {state.wall_time_s:.0f} s", flush=True)
+        bar.close()
+    if not best:
+        raise ValueError(f"{name}: no epoch trained; ask for --epochs >= 1")
+    model.load_state_dict(best)
+    model.eval()
+    return SeedResult(seed, state.history, state.best_epoch, trainee.score(), state.wall_time_s, state.epoch)
+
+
+def record(exp: Experiment, scale: str, results: list[SeedResult], *, hidden: tuple[int, ...], epochs_planned: int,
+           device: str, precision: str) -> dict:
+    """The record of an experiment's runs at one scale: the mean test value over seeds and their provenance."""
+    values = [r.test["value"] for r in results]
+    extra = {k: [r.test[k] for r in results] for k in results[0].test if k != "value"}
+    return {
+        "experiment": exp.name, "title": exp.title, "metric": exp.metric,
+        "value": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+        "values": [round(v, 4) for v in values], "seeds": [r.seed for r in results],
+        "mode": scale, "scale": scale, "hidden": list(hidden), "epochs": min(r.epochs for r in results),
+        "epochs_planned": epochs_planned, "selected_epochs": [r.selected_epoch for r in results],
+        "selected_on": "validation images (the last 10,000 training images)",
+        "valid_curves": [[round(v, 4) for v in r.history.metrics["valid"]] for r in results],
+        "device": device, "precision": precision, "threads": torch.get_num_threads(),
+        "wall_time_s": round(sum(r.wall_time_s for r in results), 1),
+        "wall_times_s": [round(r.wall_time_s, 1) for r in results],
+        "paper": exp.paper, "paper_std": exp.paper_std,
+        "recipe": exp.recipe.name, "recipe_settings": exp.recipe.describe(), "settings": exp.settings,
+        "labels_per_class": exp.labels_per_class,
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), **extra,
+    }
+
+
+def results_root() -> Path:
+    """``$AAE_RESULTS_DIR``, else ``book/results`` (run from the repository's root)."""
+    return Path(os.environ.get("AAE_RESULTS_DIR") or "book/results")
+
+
+def record_path(name: str, scale: str, root: Path | None = None) -> Path:
+    return (root or results_root()) / scale / f"{name}.json"
+
+
+def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, seeds: tuple[int, ...] | None = None,
+        hidden: tuple[int, ...] | None = None, device: torch.device | str | None = None, precision: str = "auto",
+        checkpoint_every: float = CHECKPOINT_EVERY_S, splits: kinds.Splits | None = None, progress: bool = True,
+        write: bool = True) -> dict:
+    """Train every seed of ``exp`` at ``scale`` (overrides: ``epochs``, ``seeds``, ``hidden``) and write its record
+    to :func:`record_path`; returns the record."""
+    sc = exp.scale(scale)
+    epochs = sc.epochs if epochs is None else epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    device = torch.device(device or pick_device())
+    precision = precision_for(scale, device, precision)
+    hidden = tuple(hidden or sc.hidden)
+    splits = splits or kinds.Splits.of(load_mnist(device))
+    results = [train_seed(exp, scale, s, splits, epochs=epochs, hidden=hidden, device=device, precision=precision,
+                          checkpoint_every=checkpoint_every, progress=progress) for s in (seeds or sc.seeds)]
+    rec = record(exp, scale, results, hidden=hidden, epochs_planned=epochs, device=describe_device(device),
+                 precision=precision)
+    if write:
+        path = record_path(exp.name, scale)
+        with folder_lock(path.parent):
+            write_json(path, rec)
+        print(f"{exp.name} ({scale}, width {hidden[0]}, {rec['epochs']} epochs, {precision}, {rec['device']}): "
+              f"{rec['value']} ({exp.metric}), epoch{'s' if len(results) > 1 else ''} "
+              f"{', '.join(map(str, rec['selected_epochs']))} picked on validation; wrote {path}")
+    return rec
+
+
+def listing() -> str:
+    """Every experiment with its settings at both scales and its planned model-epochs, as a Markdown table."""
+    rows = []
+    for e in experiments.CATALOGUE.values():
+        rows.append((e.name, e.chapter[:2], e.kind + ("" if e.kind in kinds.KINDS else " (its chapter)"),
+                     e.recipe.name, *(f"{s.hidden[0]} × {s.epochs} ep × {len(s.seeds)} seed = {s.model_epochs}"
+                                      for s in (e.quick, e.full)),
+                     " ".join(sc for sc in experiments.SCALES if record_path(e.name, sc).is_file()) or "-"))
+    total = [sum(e.scale(sc).model_epochs for e in experiments.CATALOGUE.values()) for sc in experiments.SCALES]
+    return tables.markdown(["experiment", "ch.", "kind (trained by)", "recipe", "quick: width × epochs × seeds",
+                            "full: width × epochs × seeds", "records by this command"], rows,
+                           "The experiments of the book",
+                           f"Planned model-epochs: quick {total[0]:,}, full {total[1]:,}. Kinds marked '(its chapter)'"
+                           " are trained by their chapter's notebook; the run command trains the others.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m aae_tutorial.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("experiments", nargs="*", help="names from --list")
+    p.add_argument("--list", action="store_true", help="show every experiment and its planned model-epochs")
+    p.add_argument("--scale", choices=experiments.SCALES, default="quick")
+    p.add_argument("--epochs", type=int, help="train to this many epochs (default: the scale's)")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: the scale's")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best there is)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS")
+    p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.list:
+        print(listing())
+        return 0
+    if not args.experiments:
+        p.error("name at least one experiment, or ask for --list")
+    chosen = [experiments.get(n) for n in args.experiments]  # unknown names fail before any training
+    if args.device is not None and not args.device.strip():
+        p.error("--device must name a device, e.g. cpu or cuda")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else pick_device()
+    splits = kinds.Splits.of(load_mnist(device))
+    for exp in chosen:
+        run(exp, args.scale, epochs=args.epochs, seeds=tuple(args.seeds) if args.seeds else None, device=device,
+            precision=args.precision, checkpoint_every=args.checkpoint_every, splits=splits,
+            progress=sys.stderr.isatty())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The run command: resumable to the bit, records at each scale side by side, a catalogue read at a glance."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from aae_tutorial import experiments, kinds, run
+from aae_tutorial.experiments import Scale
+
+TINY = Scale((16, 16), 2)
+
+
+def fake_splits(n: int = 600) -> kinds.Splits:
+    """Random 'images' with labels: every kind builds and trains on them in a second."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n + 400, 784, generator=g)
+    y = torch.arange(n + 400) % 10
+    return kinds.Splits(x[:n], y[:n], x[n:n + 200], y[n:n + 200], x[n + 200:], y[n + 200:])
+
+
+def tiny(name: str, **change) -> experiments.Experiment:
+    exp = experiments.get(name)
+    settings = {**exp.settings, **change}
+    return dataclasses.replace(exp, quick=TINY, settings=settings,
+                               labels_per_class=None if exp.labels_per_class is None else 2)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("AAE_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+def final_state(exp, splits, epochs, **kw):
+    rec = run.run(exp, "quick", epochs=epochs, device="cpu", splits=splits, progress=False, checkpoint_every=0, **kw)
+    ckpt = next((Path(os.environ["AAE_CACHE_DIR"]) / "runs").glob(f"{exp.name}-quick-seed0-*.pt"))
+    return rec, torch.load(ckpt, weights_only=True)
+
+
+@pytest.mark.parametrize("name", ["semisupervised_100_labels", "clustering_k16", "parzen_loglik",
+                                  "prior_match_mixture_vae", "semisupervised_100_labels_paper_recipe"])
+def test_a_run_stopped_after_one_epoch_and_resumed_ends_bit_exact(name, cache, monkeypatch):
+    exp, splits = tiny(name), fake_splits()
+    whole, whole_ckpt = final_state(exp, splits, 2)
+    monkeypatch.setenv("AAE_CACHE_DIR", str(cache / "other"))
+    first, _ = final_state(exp, splits, 1)
+    assert first["epochs"] == 1
+    resumed, resumed_ckpt = final_state(exp, splits, 2)
+    assert resumed["epochs"] == 2 and resumed["valid_curves"] == whole["valid_curves"]
+    assert resumed["value"] == whole["value"] and resumed["selected_epochs"] == whole["selected_epochs"]
+    for part in ("model", "best"):
+        for k, v in whole_ckpt[part].items():
+            assert torch.equal(v, resumed_ckpt[part][k]), (part, k)
+    assert torch.equal(whole_ckpt["rng"], resumed_ckpt["rng"])
+
+
+KILLED = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_run import fake_splits, tiny
+from aae_tutorial import run
+run.run(tiny("semisupervised_100_labels"), "quick", epochs={epochs}, device="cpu", splits=fake_splits(6000),
+        progress=False, checkpoint_every=0)
+"""
+
+
+def test_a_run_killed_mid_training_with_sigkill_resumes_to_the_same_end(cache):
+    script = KILLED.format(tests=str(Path(__file__).parent), epochs=4)
+    env = {**os.environ, "AAE_CACHE_DIR": str(cache / "killed")}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the run prints a line per epoch, after its checkpoint
+        if "epoch 1/4" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    runs = cache / "killed" / "runs"
+    assert torch.load(next(runs.glob("*.pt")), weights_only=True)["state"]["epoch"] in (1, 2)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    env["AAE_CACHE_DIR"] = str(cache / "whole")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    ends = [torch.load(next((cache / c / "runs").glob("*.pt")), weights_only=True) for c in ("killed", "whole")]
+    assert ends[0]["state"]["epoch"] == ends[1]["state"]["epoch"] == 4
+    assert all(torch.equal(v, ends[1]["model"][k]) for k, v in ends[0]["model"].items())
+    assert ends[0]["state"]["history"]["metrics"] == ends[1]["state"]["history"]["metrics"]
+
+
+def test_a_checkpoint_under_another_key_is_set_aside_not_loaded(cache, capsys):
+    exp, splits = tiny("clustering_k16"), fake_splits()
+    final_state(exp, splits, 1)
+    path = next((cache / "cache" / "runs").glob("*.pt"))
+    payload = torch.load(path, weights_only=True)
+    payload["key"] = "0" * 16
+    torch.save(payload, path)
+    rec, _ = final_state(exp, splits, 1)
+    assert rec["epochs"] == 1 and list((cache / "cache" / "runs").glob("*.corrupt"))
+    assert "not used (ValueError: it was written for key '0000000000000000'" in capsys.readouterr().err
+
+
+def test_records_of_each_scale_sit_side_by_side_and_say_what_ran(cache):
+    exp, splits = tiny("semisupervised_1000_labels"), fake_splits()
+    rec, _ = final_state(exp, splits, 2)
+    path = run.record_path(exp.name, "quick")
+    assert path == cache / "results" / "quick" / "semisupervised_1000_labels.json"
+    saved = json.loads(path.read_text())
+    assert saved == json.loads(json.dumps(rec))
+    for field in ("scale", "hidden", "epochs", "epochs_planned", "device", "precision", "wall_time_s",
+                  "valid_curves", "selected_epochs", "recipe", "seeds"):
+        assert field in rec, field
+    assert rec["hidden"] == [16, 16] and rec["precision"] == "fp32" and len(rec["valid_curves"][0]) == 2
+    assert not run.record_path(exp.name, "full").exists()
+
+
+def test_precision_is_bf16_only_at_full_scale_on_native_bf16(monkeypatch):
+    assert run.precision_for("quick", "cpu") == "fp32"
+    monkeypatch.setattr(run.engine, "bf16_supported", lambda device: True)
+    assert run.precision_for("full", "cpu") == "bf16" and run.precision_for("full", "cpu", "fp32") == "fp32"
+    monkeypatch.setattr(run.engine, "bf16_supported", lambda device: False)
+    assert run.precision_for("full", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        run.precision_for("full", "cpu", "fp16")
+
+
+def test_the_listing_names_every_experiment_and_its_model_epochs():
+    text = run.listing()
+    for exp in experiments.CATALOGUE.values():
+        assert f"| {exp.name} |" in text
+        assert f"= {exp.full.model_epochs} |" in text
+    assert f"full {sum(e.full.model_epochs for e in experiments.CATALOGUE.values()):,}" in text
+
+
+def test_bad_requests_fail_before_training(cache):
+    with pytest.raises(KeyError, match="no experiment 'nope'; the catalogue has: prior_match"):
+        run.main(["nope"])
+    with pytest.raises(NotImplementedError, match="trained by its chapter, book/05_supervised.ipynb"):
+        run.run(experiments.get("content_follows_label_05_supervised"), splits=fake_splits(), device="cpu")
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+        run.run(tiny("clustering_k16"), epochs=0, splits=fake_splits(), device="cpu")
