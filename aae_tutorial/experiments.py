@@ -10,7 +10,6 @@ paper is silent the experiment says so in ``note``.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from . import nets
@@ -33,6 +32,10 @@ class Scale:
     def model_epochs(self) -> int:
         return self.epochs * len(self.seeds)
 
+    def __iter__(self):
+        """``hidden, epochs, seeds = experiment.scale(mode.name)``."""
+        return iter((self.hidden, self.epochs, list(self.seeds)))
+
 
 def quick(epochs: int) -> Scale:
     return Scale(QUICK_HIDDEN, epochs)
@@ -42,13 +45,20 @@ def full(epochs: int, seeds: tuple[int, ...] = (0,)) -> Scale:
     return Scale(nets.PAPER_HIDDEN, epochs, seeds)
 
 
+#: Full mode's seeds where a chapter reports a mean ± std.
+SEEDS3 = (0, 1, 2)
+#: Chapter 6's headline runs in full mode: 200 epochs (rates ÷ 10 at epoch 50), three seeds.
+SEEDS3_200 = full(200, SEEDS3)
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One experiment of the book.
 
     ``kind`` names how it is built and scored (:data:`aae_tutorial.kinds.KINDS`); ``settings`` are the model's
     keyword settings for that kind; ``labels_per_class`` is the labelled subset of the semi-supervised kinds (``None``:
-    every training label). ``metric`` is what its record reports, ``higher_is_better`` how validation picks the epoch.
+    every training label); ``trains_on`` the images an epoch passes over: ``"train"``, the first 50,000 training images
+    (the last 10,000 validate), or ``"train+valid"``, all 60,000 (where nothing is picked on validation). ``metric`` is what its record reports, ``higher_is_better`` how validation picks the epoch.
     """
 
     name: str
@@ -58,95 +68,124 @@ class Experiment:
     recipe: Recipe
     quick: Scale
     full: Scale
-    metric: str
+    metric: str = ""
     settings: dict = field(default_factory=dict)
     labels_per_class: int | None = None
+    trains_on: str = "train"
     higher_is_better: bool = False
     paper: float | None = None
     paper_std: float | None = None
     note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.trains_on not in ("train", "train+valid"):
+            raise ValueError(f"{self.name}: trains_on must be 'train' or 'train+valid', got {self.trains_on!r}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Minibatches of 100 in one epoch."""
+        return 500 if self.trains_on == "train" else 600
 
     def scale(self, name: str) -> Scale:
         if name not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {name!r}")
         return getattr(self, name)
 
-    def describe(self) -> dict:
-        """The experiment's settings, for records and checkpoint keys."""
-        out = dataclasses.asdict(self)
-        out["recipe"] = self.recipe.describe()
-        return out
+    def training(self) -> dict:
+        """What decides the trained weights besides width, seed and epochs: the key of its checkpoints."""
+        return {"kind": self.kind, "recipe": self.recipe.describe(), "settings": self.settings,
+                "labels_per_class": self.labels_per_class, "trains_on": self.trains_on}
 
 
 def _semisupervised(labels: str, per_class: int | None, paper: tuple[float, float] | None, *, suffix: str = "",
-                    kind: str = "semisupervised", recipe: Recipe = COURSE, full_epochs: int = 100,
-                    batch_norm: bool = True, what: str = "") -> Experiment:
+                    kind: str = "semisupervised", recipe: Recipe = COURSE, full_scale: Scale = SEEDS3_200,
+                    settings: dict | None = None, what: str = "") -> Experiment:
     return Experiment(
-        f"semisupervised_{labels}_labels{suffix}", "06_semisupervised",
-        f"semi-supervised AAE, {labels} labels{what}", kind, recipe, quick(3), full(full_epochs),
-        f"test error (%), {labels} labels{what}", {"z_dim": 4, "batch_norm": batch_norm}, per_class,
+        f"semisupervised_{labels}_labels{suffix}", "06_semisupervised", f"semi-supervised AAE, {labels} labels{what}",
+        kind, recipe, quick(3), full_scale, f"test error (%), {labels} labels{what}",
+        settings or {"z_dim": 4, "batch_norm": True}, per_class,
         paper=paper[0] if paper else None, paper_std=paper[1] if paper else None)
 
 
 #: Chapter 7's settings for clustering (and chapter 8's unsupervised map): departures measured in chapter 7.
 CLUSTERING = {"batch_norm": True, "input_noise": 0.0, "balance": 1.0}
+#: The paper's networks, for the paper's recipe: no batch norm, Gaussian input noise (std 0.3).
+PAPER_NETS = {"batch_norm": False, "input_noise": 0.3}
 
 
-def _clustering(k: int, paper: tuple[float, float] | None, *, suffix: str = "", recipe: Recipe = COURSE_FIRM,
-                settings: dict | None = None, full_epochs: int = 50) -> Experiment:
+def _clustering(k: int, paper: tuple[float, float] | None, full_scale: Scale, *, suffix: str = "",
+                recipe: Recipe = COURSE_FIRM, settings: dict = CLUSTERING) -> Experiment:
     return Experiment(
         f"clustering_k{k}{suffix}", "07_clustering", f"unsupervised clustering, {k} categories"
-        + (", the paper's recipe" if recipe is PAPER else ""), "clustering", recipe, quick(3), full(full_epochs),
-        f"test error (%), {k} clusters, the paper's labelling rule",
-        {"n_classes": k, "z_dim": 5, **(CLUSTERING if settings is None else settings)},
+        + (", the paper's recipe" if recipe is PAPER else ""), "clustering", recipe, quick(3), full_scale,
+        f"test error (%), {k} clusters, the paper's labelling rule", {"n_classes": k, "z_dim": 5, **settings},
         paper=paper[0] if paper else None, paper_std=paper[1] if paper else None)
 
 
-_PAPER_RECIPE_MODEL = {"batch_norm": False}  # the paper's networks: no batch norm
+def _prior_match(prior: str, model: str, recipe: Recipe, full_scale: Scale, suffix: str = "") -> Experiment:
+    return Experiment(f"prior_match_{prior}_{model}{suffix}", "03_aae", f"2-D {model.upper()}, {prior} prior"
+                      + (", the paper's recipe" if recipe is PAPER else ""), "prior_match", recipe, quick(5),
+                      full_scale, "MMD² to prior (lower is better)", {"prior": prior, "model": model},
+                      trains_on="train+valid")
 
-#: Every experiment of the book, by name (the name of its results record).
+
+#: Every experiment of the book, by name (the name of its results record, or of its run where it has none).
 CATALOGUE: dict[str, Experiment] = {e.name: e for e in [
+    # chapter 1: a 2-D autoencoder, with each reconstruction cost
+    *[Experiment(f"autoencoder_{loss}", "01_autoencoders", f"2-D autoencoder, {loss.upper()}", "autoencoder",
+                 COURSE, quick(4), full(50), settings={"loss": loss}, trains_on="train+valid") for loss in ("bce", "mse")],
+    # chapter 2: a 2-D VAE
+    Experiment("vae_2d", "02_vae", "2-D VAE, N(0, I) prior", "vae", COURSE, quick(4), full(50),
+               settings={"prior": "standard"}, trains_on="train+valid"),
     # chapter 3: how well the codes match the prior (MMD² on 2-D codes; no paper value) and the Parzen estimate
-    *[Experiment(f"prior_match_{prior}_{model}", "03_aae", f"2-D {model.upper()}, {prior} prior", "prior_match",
-                 recipe, quick(5), full(40), "MMD² to prior (lower is better)", {"prior": prior, "model": model})
-      for prior, model, recipe in [("gaussian", "aae", COURSE), ("mixture", "aae", COURSE_FIRM),
-                                   ("uniform", "aae", COURSE), ("swiss-roll", "aae", COURSE_FIRM),
-                                   ("gaussian", "vae", COURSE), ("mixture", "vae", COURSE)]],
-    Experiment("prior_match_gaussian_aae_paper_recipe", "03_aae", "2-D AAE, Gaussian prior, the paper's recipe",
-               "prior_match", PAPER, quick(5), full(40), "MMD² to prior (lower is better)",
-               {"prior": "gaussian", "model": "aae"}),
+    _prior_match("gaussian", "aae", COURSE, full(40, SEEDS3)),
+    _prior_match("mixture", "aae", COURSE_FIRM, full(40, SEEDS3)),
+    _prior_match("uniform", "aae", COURSE, full(40)),
+    _prior_match("swiss-roll", "aae", COURSE_FIRM, full(40)),
+    _prior_match("gaussian", "aae", COURSE_FIRM, full(40), suffix="_adv_lr_1e-3"),
+    _prior_match("gaussian", "aae", PAPER, full(40), suffix="_paper_recipe"),
+    _prior_match("gaussian", "vae", COURSE, full(40, SEEDS3)),
+    _prior_match("mixture", "vae", COURSE, full(40, SEEDS3)),
     Experiment("parzen_loglik", "03_aae", "8-D Gaussian AAE, Parzen log-likelihood", "parzen", COURSE, quick(6),
-               full(100), "Parzen log-likelihood (nats)", {"z_dim": 8, "z_std": 5.0}, higher_is_better=True,
+               full(200), "Parzen log-likelihood (nats)", {"z_dim": 8, "z_std": 5.0}, higher_is_better=True,
                paper=340, paper_std=2, note="σ chosen on the validation images, 10,000 samples (paper §3)"),
     # chapter 4: a label-conditioned prior
     *[Experiment(f"label_prior_{prior}-{labels}-labels", "04_labels", f"label-conditioned AAE, {prior}, {labels} labels",
-                 "label_prior", COURSE_LABELS, quick(5), full(100), "test codes in their own component (%)",
+                 "label_prior", COURSE_LABELS, quick(5), full(50), "test codes in their own component (%)",
                  {"prior": prior}, per_class)
       for prior, labels, per_class in [("mixture", "all", None), ("mixture", "10k", 1000),
                                        ("swiss-roll", "10k", 1000)]],
-    # chapter 5: style and content
+    # chapter 5: style and content, judged by an independent digit classifier
+    Experiment("digit_judge", "05_supervised", "the digit judge (an MLP classifier of real images)", "judge", COURSE,
+               Scale((512,), 3), Scale((512,), 20), "test error (%)"),
     Experiment("content_follows_label_05_supervised", "05_supervised", "supervised AAE, 15-D style", "supervised",
-               COURSE_FIRM, quick(5), full(100), "decoded images the judge reads as their label (%)",
-               {"z_dim": 15}, higher_is_better=True),
+               COURSE_FIRM, quick(5), full(50), "decoded images the judge reads as their label (%)",
+               {"z_dim": 15}, trains_on="train+valid", higher_is_better=True),
+    Experiment("supervised_adv_lr_2e-4", "05_supervised", "supervised AAE, 15-D style, adversarial rate 2e-4",
+               "supervised", COURSE, quick(5), full(50), settings={"z_dim": 15}, trains_on="train+valid"),
     # chapter 6: semi-supervised classification (paper table 2)
     _semisupervised("100", 10, (1.90, 0.10)),
     _semisupervised("1000", 100, (1.60, 0.08)),
-    _semisupervised("all", None, (0.85, 0.02), full_epochs=30),
-    _semisupervised("100", 10, None, suffix="_labels_only", kind="labels_only", full_epochs=50,
+    _semisupervised("all", None, (0.85, 0.02)),
+    _semisupervised("100", 10, None, suffix="_labels_only", kind="labels_only", full_scale=full(50, SEEDS3),
                     what=", labelled images only"),
-    _semisupervised("1000", 100, None, suffix="_labels_only", kind="labels_only", full_epochs=50,
+    _semisupervised("1000", 100, None, suffix="_labels_only", kind="labels_only", full_scale=full(50, SEEDS3),
                     what=", labelled images only"),
-    _semisupervised("100", 10, None, suffix="_paper_recipe", recipe=PAPER, batch_norm=False, what=", the paper's recipe"),
-    _semisupervised("1000", 100, None, suffix="_paper_recipe", recipe=PAPER, batch_norm=False,
-                    what=", the paper's recipe"),
+    _semisupervised("100", 10, None, suffix="_paper_recipe", recipe=PAPER, full_scale=full(30, SEEDS3),
+                    settings={"z_dim": 4, **PAPER_NETS}, what=", the paper's recipe"),
+    _semisupervised("1000", 100, None, suffix="_paper_recipe", recipe=PAPER, full_scale=full(30),
+                    settings={"z_dim": 4, **PAPER_NETS}, what=", the paper's recipe"),
+    _semisupervised("all", None, None, suffix="_style10", full_scale=full(30),
+                    settings={"z_dim": 10, "batch_norm": True}, what=", 10-D style"),
     # chapter 7: unsupervised clustering (paper table 3)
-    _clustering(16, (9.55, 2.05)),
-    _clustering(30, (4.10, 1.13)),
-    _clustering(10, None, suffix="_hungarian"),
-    _clustering(16, None, suffix="_paper_recipe", recipe=PAPER, settings={**_PAPER_RECIPE_MODEL, "input_noise": 0.3}),
+    _clustering(16, (9.55, 2.05), full(150, SEEDS3)),
+    _clustering(30, (4.10, 1.13), full(150, SEEDS3)),
+    _clustering(10, None, full(20, SEEDS3), suffix="_hungarian"),
+    _clustering(16, None, full(20, SEEDS3), suffix="_paper_recipe", recipe=PAPER, settings=PAPER_NETS),
     # chapter 8: 2-D maps with cluster heads
     *[Experiment(f"dimred_2d_{labels}", "08_dimensionality_reduction", f"2-D map with cluster heads, {labels}",
-                 "dimred", recipe, quick(3), full(300), "test error (%)", {**settings, "head_gap": 6.0}, per_class)
+                 "dimred", recipe, quick(3), full(100, SEEDS3), "test error (%)",
+                 {**settings, "z_dim": 2, "head_dim": 2, "head_gap": 6.0}, per_class)
       for labels, per_class, recipe, settings in [
           ("unsupervised", None, COURSE_FIRM, {"n_classes": 20, **CLUSTERING}),
           ("100_labels", 10, COURSE, {"n_classes": 10}), ("1000_labels", 100, COURSE, {"n_classes": 10})]],

@@ -34,9 +34,9 @@ from .aae import AAE
 from .categorical import CategoricalAAE
 from .conditional import LabelConditionedAAE, SupervisedAAE
 from .data import LabelledSet
+from .experiments import get
 from .judge import DigitClassifier
 from .mode import describe_device
-from .recipes import COURSE_FIRM
 from .results import write_json
 from .vae import VAE
 
@@ -83,30 +83,52 @@ def _images(model: nn.Module, data: Inputs, _: LabelledSet) -> engine.Step:
     return lambda idx: model.train_step(data.x[idx])
 
 
-#: Every kind of step the chapters train: (chapters, model builder, step builder). The full-course plan refers to
-#: these names.
+def _categorical(name: str) -> Build:
+    """The categorical AAE of the catalogue's experiment ``name``, at the width asked for."""
+    exp = get(name)
+    return lambda h, d: CategoricalAAE(hidden=h, recipe=exp.recipe, **{"n_classes": 10, **exp.settings})
+
+
+def _prior_aae(cls: type, name: str, prior: Callable[[torch.device], priors.Prior]) -> Build:
+    """An AAE, VAE or label-conditioned AAE with the recipe of the catalogue's experiment ``name``."""
+    return lambda h, d: cls(prior(d), h, get(name).recipe)
+
+
+def _GAUSSIAN_2D(device: torch.device) -> priors.Prior:  # noqa: N802 - chapter 3's priors, by device
+    return priors.Gaussian(2, 5.0, device=device)
+
+
+def _MIXTURE(device: torch.device) -> priors.Prior:  # noqa: N802
+    return priors.GaussianMixture(10, device=device)
+
+#: Every kind of step the chapters train: (chapters, model builder, step builder), each model with the recipe and
+#: settings of an experiment of the catalogue (:mod:`aae_tutorial.experiments`). The plan refers to these names.
 CASES: dict[str, tuple[str, Build, MakeStep]] = {
-    "autoencoder": ("1", lambda h, d: AutoencoderPair(h, "bce"), _images),
-    "vae": ("2, 3", lambda h, d: VAE(priors.Gaussian(2, 5.0, device=d), h), _images),
-    "vae-mixture": ("3", lambda h, d: VAE(priors.GaussianMixture(10, device=d), h), _images),
-    "aae": ("3", lambda h, d: AAE(priors.Gaussian(8, 5.0, device=d), h), _images),
-    "aae-mixture": ("3", lambda h, d: AAE(priors.GaussianMixture(10, device=d), h), _images),
-    "aae-swiss-roll": ("3", lambda h, d: AAE(priors.SwissRoll(10, device=d), h), _images),
-    "label-conditioned": ("4", lambda h, d: LabelConditionedAAE(priors.GaussianMixture(10, device=d), h),
+    "autoencoder": ("1", lambda h, d: AutoencoderPair(h, get("autoencoder_bce").settings["loss"]), _images),
+    "vae": ("2, 3", _prior_aae(VAE, "prior_match_gaussian_vae", _GAUSSIAN_2D), _images),
+    "vae-mixture": ("3", _prior_aae(VAE, "prior_match_mixture_vae", _MIXTURE), _images),
+    "aae": ("3", lambda h, d: AAE(priors.Gaussian(8, 5.0, device=d), h, get("parzen_loglik").recipe), _images),
+    "aae-paper-recipe": ("3", _prior_aae(AAE, "prior_match_gaussian_aae_paper_recipe", _GAUSSIAN_2D), _images),
+    "aae-mixture": ("3", _prior_aae(AAE, "prior_match_mixture_aae", _MIXTURE), _images),
+    "aae-swiss-roll": ("3", _prior_aae(AAE, "prior_match_swiss-roll_aae", lambda d: priors.SwissRoll(10, device=d)),
+                       _images),
+    "label-conditioned": ("4", _prior_aae(LabelConditionedAAE, "label_prior_mixture-10k-labels", _MIXTURE),
                           lambda m, data, _: lambda idx: m.train_step(data.x[idx], labels=data.partly[idx])),
-    "supervised": ("5", lambda h, d: SupervisedAAE(priors.Gaussian(15, 1.0, device=d), h, recipe=COURSE_FIRM),
+    "supervised": ("5", lambda h, d: SupervisedAAE(priors.Gaussian(15, 1.0, device=d), h,
+                                                   recipe=get("content_follows_label_05_supervised").recipe),
                    lambda m, data, _: lambda idx: m.train_step(data.x[idx], classes=data.y[idx])),
-    "judge": ("5, 6", lambda h, d: DigitClassifier(),
+    "judge": ("5, 6", lambda h, d: DigitClassifier(get("digit_judge").full.hidden),
               lambda m, data, _: lambda idx: m.train_step(data.x[idx], data.y[idx])),
-    "semi-supervised": ("6", lambda h, d: CategoricalAAE(10, 4, h, batch_norm=True),
+    "semi-supervised": ("6", _categorical("semisupervised_100_labels"),
                         lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
-    "labels-only": ("6", lambda h, d: CategoricalAAE(10, 4, h, batch_norm=True),
+    "semi-supervised-paper-recipe": ("6", _categorical("semisupervised_100_labels_paper_recipe"),
+                                     lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
+    "labels-only": ("6", _categorical("semisupervised_100_labels_labels_only"),
                     lambda m, data, s: categorical.labels_only_step(m, s)),
-    "clustering": ("7", lambda h, d: CategoricalAAE(16, 5, h, recipe=COURSE_FIRM, batch_norm=True, input_noise=0.0,
-                                                    balance=1.0), _images),
-    "cluster-heads": ("8", lambda h, d: CategoricalAAE(20, 2, h, head_dim=2, recipe=COURSE_FIRM, batch_norm=True,
-                                                       input_noise=0.0, balance=1.0), _images),
-    "cluster-heads-labelled": ("8", lambda h, d: CategoricalAAE(10, 2, h, head_dim=2),
+    "clustering": ("7", _categorical("clustering_k16"), _images),
+    "clustering-paper-recipe": ("7", _categorical("clustering_k16_paper_recipe"), _images),
+    "cluster-heads": ("8", _categorical("dimred_2d_unsupervised"), _images),
+    "cluster-heads-labelled": ("8", _categorical("dimred_2d_100_labels"),
                                lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
 }
 

@@ -11,13 +11,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import metrics, nets
+from . import experiments, metrics, nets
 from .checkpoints import RecordsInit
 from .data import MNIST
 from .mode import RunMode
-from .steps import update
-from .recipes import adam
 from .history import Run
+from .recipes import adam
+from .steps import update
 from .train import fit
 
 
@@ -43,10 +43,11 @@ class DigitClassifier(RecordsInit, nn.Module):
 def digit_judge(mnist: MNIST, mode: RunMode, device: torch.device | str) -> tuple[DigitClassifier, Run, float]:
     """Train (or load) the judge on the first 50,000 training images; return it, its run and its test error (%)."""
     (x_tr, y_tr), _ = mnist.split()
+    hidden, epochs, _ = experiments.get("digit_judge").scale(mode.name)
     torch.manual_seed(0)
-    judge = DigitClassifier().to(device)
-    run = fit("digit-judge", judge, lambda idx: judge.train_step(x_tr[idx], y_tr[idx]), (x_tr, y_tr),
-              mode.pick(quick=3, full=20), mode, device)
+    judge = DigitClassifier(hidden).to(device)
+    run = fit("digit-judge", judge, lambda idx: judge.train_step(x_tr[idx], y_tr[idx]), (x_tr, y_tr), epochs, mode,
+              device)
     return judge, run, metrics.error_rate(judge.predict(mnist.x_test), mnist.y_test)
 
 

@@ -1,7 +1,7 @@
 """What full mode costs: each chapter's training runs at paper scale, how they batch, and a projected wall time.
 
-``python -m aae_tutorial.full_course --plan`` prints this plan. The runs are the ones each chapter trains in full mode
-(``tests/test_plan.py`` checks them against the notebooks' full-mode settings). A run's cost is its epochs times its
+``python -m aae_tutorial.full_course --plan`` prints this plan. The runs are the catalogue's experiments at full scale
+(:mod:`aae_tutorial.experiments`), which the chapters read their settings from. A run's cost is its epochs times its
 steps per epoch (one pass over the training images, 100 per minibatch and member) times the time of one step of its
 ensemble. Step times come from the newest ``gpu_check`` record of the device (``book/results/gpu_check_*.json``); for
 a device without one, from the one figure measured on an H100 (the categorical AAE: 2.0 ms per step captured as a
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tables
+from .experiments import CATALOGUE, Experiment
+from .recipes import PAPER
 
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 #: The one step time measured on a GPU before gpu_check existed: chapter 6's categorical AAE at paper width on an
@@ -23,7 +25,6 @@ RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 H100_STEP_MS = 2.0
 #: Targets for one H200 loan (15 minutes in all, at most 10 per command).
 CHAPTER_TARGET_S, COURSE_TARGET_S = 8 * 60, 15 * 60
-STEPS_60K, STEPS_50K = 600, 500  # minibatches of 100 per epoch: all 60,000 training images, or the first 50,000
 
 
 @dataclass(frozen=True)
@@ -41,42 +42,34 @@ class Ensemble:
         return self.members * self.epochs
 
 
-def _singles(what: str, step: str, count: int, epochs: int, steps: int) -> list[Ensemble]:
-    return [Ensemble(what, step, 1, epochs, steps)] * count
+def step_case(exp: Experiment) -> str:
+    """The :mod:`aae_tutorial.gpu_check` case whose step an experiment trains with."""
+    if exp.kind == "prior_match":
+        model, prior = exp.settings["model"], exp.settings["prior"]
+        if exp.recipe is PAPER:
+            return f"{model}-paper-recipe"
+        return model + {"mixture": "-mixture", "swiss-roll": "-swiss-roll"}.get(prior, "")
+    if exp.kind in ("semisupervised", "clustering") and exp.recipe is PAPER:
+        return {"semisupervised": "semi-supervised", "clustering": "clustering"}[exp.kind] + "-paper-recipe"
+    if exp.kind == "dimred":
+        return "cluster-heads" if exp.labels_per_class is None else "cluster-heads-labelled"
+    return {"autoencoder": "autoencoder", "vae": "vae", "parzen": "aae", "label_prior": "label-conditioned",
+            "supervised": "supervised", "judge": "judge", "semisupervised": "semi-supervised",
+            "labels_only": "labels-only", "clustering": "clustering"}[exp.kind]
 
 
-#: Every chapter's full-mode training. Chapters 0, the results and the Performance appendix train nothing; the
-#: digit judge trained in chapter 5 is loaded from its checkpoint in chapter 6.
-FULL: dict[str, list[Ensemble]] = {
-    "01_autoencoders": _singles("autoencoder, BCE and MSE", "autoencoder", 2, 50, STEPS_60K),
-    "02_vae": _singles("VAE", "vae", 1, 50, STEPS_60K),
-    "03_aae": [
-        *_singles("AAE: Gaussian, uniform, firm Gaussian, paper's recipe", "aae", 4, 100, STEPS_60K),
-        Ensemble("AAE: mixture of 10", "aae-mixture", 1, 100, STEPS_60K),
-        Ensemble("AAE: swiss roll", "aae-swiss-roll", 1, 100, STEPS_60K),
-        Ensemble("AAE, Gaussian: seeds 1, 2", "aae", 2, 100, STEPS_60K),
-        Ensemble("AAE, mixture: seeds 1, 2", "aae-mixture", 2, 100, STEPS_60K),
-        Ensemble("VAE, Gaussian: seeds 0-2", "vae", 3, 100, STEPS_60K),
-        Ensemble("VAE, mixture: seeds 0-2", "vae-mixture", 3, 100, STEPS_60K),
-        Ensemble("8-D AAE for the Parzen estimate", "aae", 1, 300, STEPS_50K),
-    ],
-    "04_labels": _singles("label-conditioned AAE: mixture, all / 10k labels; swiss roll", "label-conditioned", 3,
-                          100, STEPS_50K),
-    "05_supervised": [*_singles("supervised AAE, two adversarial rates", "supervised", 2, 100, STEPS_60K),
-                      Ensemble("digit judge", "judge", 1, 20, STEPS_50K)],
-    "06_semisupervised": [
-        Ensemble("semi-supervised AAE: 100, 1000, all labels x seeds 0-2", "semi-supervised", 9, 300, STEPS_50K),
-        Ensemble("labels-only baseline: 100, 1000 labels x seeds 0-2", "labels-only", 6, 300, STEPS_50K),
-        Ensemble("paper's recipe, 100 labels x seeds 0-2", "semi-supervised", 3, 300, STEPS_50K),
-        Ensemble("10-D style, all labels", "semi-supervised", 1, 300, STEPS_50K),
-    ],
-    "07_clustering": [Ensemble(f"clustering, {what} x seeds 0-2", "clustering", 3, 300, STEPS_50K)
-                      for what in ("16 clusters", "30 clusters", "10 clusters", "16 clusters, paper's recipe")],
-    "08_dimensionality_reduction": [
-        Ensemble("2-D map, unsupervised, 20 clusters x seeds 0-2", "cluster-heads", 3, 300, STEPS_50K),
-        Ensemble("2-D maps, 100 and 1000 labels x seeds 0-2", "cluster-heads-labelled", 6, 300, STEPS_50K),
-    ],
-}
+def _chapters() -> dict[str, list[Ensemble]]:
+    """Every chapter's full-mode runs, from the catalogue: one ensemble per experiment, of its seeds."""
+    out: dict[str, list[Ensemble]] = {}
+    for exp in CATALOGUE.values():
+        out.setdefault(exp.chapter, []).append(
+            Ensemble(exp.title, step_case(exp), len(exp.full.seeds), exp.full.epochs, exp.steps_per_epoch))
+    return out
+
+
+#: Every chapter's full-mode training, from the catalogue. Chapters 0, the results and the Performance appendix train
+#: nothing; the digit judge trained in chapter 5 is loaded from its checkpoint in chapter 6.
+FULL: dict[str, list[Ensemble]] = _chapters()
 
 
 def newest_gpu_check(device: str, results: Path = RESULTS) -> dict | None:

@@ -70,7 +70,7 @@ class Recipe:
                 raise ValueError(f"Recipe.{field} must be one of {allowed}, got {getattr(self, field)!r}")
         for field in ("lr", "adv_lr", "clf_lr"):
             value = getattr(self, field)
-            if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
                 raise ValueError(f"Recipe.{field} must be a positive finite number, got {value!r}")
         for field in ("momentum", "adv_momentum"):
             value = getattr(self, field)

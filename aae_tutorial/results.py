@@ -32,6 +32,41 @@ def results_dir() -> Path:
     return Path(os.environ.get("AAE_RESULTS_DIR", "results"))
 
 
+#: The repository's records, where the paper-width records of ``python -m aae_tutorial.run --scale full`` are
+#: committed (under ``full/``); a notebook that writes its own records elsewhere (the tests) still shows them.
+BOOK_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+#: How long the paper's own runs were, as far as is known: the reproduction that transcribes the appendix trains
+#: 2,000 to 5,000 epochs; the paper's text gives no count.
+PAPER_EPOCHS_NOTE = ("The paper's numbers come from far longer runs than ours (the public reproduction that "
+                     "transcribes its appendix trains 2,000–5,000 epochs).")
+
+
+def paper_width(experiment: str, folder: Path | None = None) -> dict | None:
+    """The paper-width record of ``experiment`` (``full/<experiment>.json`` in ``folder``, else in the results folder,
+    else in the repository's), or ``None`` where no paper-width run has been recorded."""
+    for root in ([Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]):
+        path = root / "full" / f"{experiment}.json"
+        if path.is_file():
+            return load(path)
+    return None
+
+
+def paper_width_cell(record: dict | None) -> str:
+    """A paper-width result with its epochs beside it, e.g. ``2.1 (60 ep)``; "–" where none exists."""
+    if record is None:
+        return "–"
+    return f"{_fmt(record['value'], record.get('std'))} ({record['epochs']} ep)"
+
+
+def paper_width_note(records: Sequence[dict]) -> str:
+    """Where the paper-width column comes from: width, device, precision, epochs, the epoch picked, wall time."""
+    parts = [f"`{r['experiment']}`: width {r['hidden'][0]}, {r['device']}, {r['precision']}, {r['epochs']} epochs "
+             f"(epoch {', '.join(map(str, r['selected_epochs']))} picked on validation), {r['wall_time_s'] / 60:.0f} min"
+             for r in records]
+    return ("Paper width: the paper's 1000-unit layers, trained by `python -m aae_tutorial.run NAME --scale full` "
+            "and scored once on the test set; " + "; ".join(parts) + ".") if parts else ""
+
+
 def _finite(values: Sequence[float], what: str) -> list[float]:
     out = [float(v) for v in values]
     if not all(math.isfinite(v) for v in out):
@@ -164,45 +199,62 @@ def readable(experiment: str) -> str:
 
 def table(records: Sequence[dict], title: str = "", reference: Sequence[tuple[str, str]] = (),
           columns: Sequence[tuple[str, str]] = ()) -> str:
-    """A Markdown table of ours-vs-paper with each run's provenance (display it with ``IPython.display.Markdown``).
+    """A Markdown table of the paper beside ours, with each run's provenance (display it with
+    ``IPython.display.Markdown``).
 
-    Provenance that is the same in every row (mode, device, epochs, seeds) moves to a note under the table, so that
-    the table fits the page. ``reference`` adds rows of other models' results as reported in the literature:
-    (model, value) pairs. ``columns`` adds (header, field) columns of the records' own fields, e.g.
+    ``records`` are this page's runs (the "ours" column, at their run mode). Where a paper-width record of the same
+    experiment exists (:func:`paper_width`), a "paper width" column shows it with its epochs, and the note says how it
+    was trained. Provenance that is the same in every row (mode, device, epochs, seeds) moves to a note under the
+    table, so that the table fits the page. ``reference`` adds rows of other models' results as reported in the
+    literature: (model, value) pairs. ``columns`` adds (header, field) columns of the records' own fields, e.g.
     ``("categories used", "clusters_used")``; a list shows one value per seed.
     """
     provenance = {"recipe": lambda r: r.get("recipe", "–"), "mode": lambda r: r["mode"], "device": lambda r: r["device"],
                   "epochs": lambda r: r["epochs"], "seeds": lambda r: len(r["seeds"])}
     shared = {k: get(records[0]) for k, get in provenance.items() if len({get(r) for r in records}) == 1} if records else {}
     varying = [k for k in provenance if k not in shared]
-    rows = [[readable(r["experiment"]), r["metric"], _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")),
+    wide = {r["experiment"]: paper_width(r["experiment"]) for r in records}
+    wide_column = [("paper width", "")] if any(wide.values()) else []
+    rows = [[readable(r["experiment"]), r["metric"], _fmt(r["paper"], r.get("paper_std")),
+             *[paper_width_cell(wide[r["experiment"]]) for _ in wide_column], _fmt(r["value"], r["std"]),
              *[_field(r, f) for _, f in columns], *[provenance[k](r) for k in varying], f"{r['wall_time_s']:.0f} s"]
             for r in records]
     if not records:
         rows.append(["(no results yet: run the chapter)"])
-    rows += [[f"{model} (reported in the literature)", "", "", value] for model, value in reference]
-    header = ["experiment", "metric", "ours", "paper", *[h for h, _ in columns], *varying, "wall time"]
-    note = ("Every row: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together. "
+    rows += [[f"{model} (reported in the literature)", "", value] for model, value in reference]
+    header = ["experiment", "metric", "paper", *[h for h, _ in wide_column], "ours", *[h for h, _ in columns],
+              *varying, "wall time"]
+    note = ("Ours: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + ". Wall time: all seeds together. "
             if shared else "")
     if records:
-        note += "Records in `book/results/`, row by row: " + ", ".join(f"`{r['experiment']}`" for r in records) + "."
+        note += "Records in `book/results/`, row by row: " + ", ".join(f"`{r['experiment']}`" for r in records) + ". "
+        note += PAPER_EPOCHS_NOTE + " " + paper_width_note([w for w in wide.values() if w])
     return tables.markdown(header, rows, title, note.strip())
 
 
 def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = None) -> str:
     """A short Markdown table of chosen results, each named in words: ``rows`` maps experiment name -> description.
-    The records are read from ``folder`` (default :func:`results_dir`); one that does not exist yet (a chapter not
-    run here, e.g. on Colab) shows as "not run yet". The mode, device and epochs of each run are columns, so a reader
-    sees at a glance which scale the numbers come from; the record files are named in a note."""
+
+    Each row takes the paper-width record where one exists (:func:`paper_width`), else this book's own run. The
+    records are read from ``folder`` (default :func:`results_dir`); one that does not exist yet (a chapter not run
+    here, e.g. on Colab) shows as "not run yet". The scale, device and epochs of each number are columns, and the gap
+    to the paper is a column where the paper has a value, so a reader sees at a glance how far each number is from
+    the paper's and what it was trained with; the record files are named in a note."""
     folder = results_dir() if folder is None else Path(folder)
-    body = []
+    body, wide_count = [], 0
     for name, words in rows.items():
         path = folder / f"{name}.json"
-        if not path.exists():
-            body.append([words, "not run yet", "–", "–", "–", "–"])
+        r = paper_width(name, folder) or (load(path) if path.exists() else None)
+        if r is None:
+            body.append([words, "–", "not run yet", "–", "–", "–", "–"])
             continue
-        r = load(path)
-        body.append([words, _fmt(r["value"], r["std"]), _fmt(r["paper"], r.get("paper_std")), r["mode"], r["device"],
-                     r["epochs"]])
-    note = "Records, in order: " + ", ".join(f"`{name}`" for name in rows) + f" (in `{folder}/`)."
-    return tables.markdown(["result", "ours", "paper", "mode", "device", "epochs"], body, title, note)
+        wide_count += r["mode"] == "full"
+        gap = "–" if r["paper"] is None else f"{r['value'] - r['paper']:+.3g}"
+        scale = f"paper width ({r['precision']})" if r["mode"] == "full" else r["mode"]
+        body.append([words, _fmt(r["paper"], r.get("paper_std")), _fmt(r["value"], r["std"]), gap, scale,
+                     r["device"], r["epochs"]])
+    note = (f"{wide_count} of {len(rows)} rows come from a paper-width run (1000-unit layers, `python -m "
+            "aae_tutorial.run NAME --scale full`); the others from this book's quick run. " if wide_count else
+            "No paper-width record exists yet: every row is this book's quick run (256-unit layers, a few epochs). ")
+    note += PAPER_EPOCHS_NOTE + " Records, in order: " + ", ".join(f"`{name}`" for name in rows) + f" (in `{folder}/`)."
+    return tables.markdown(["result", "paper", "ours", "gap", "scale", "device", "epochs"], body, title, note)

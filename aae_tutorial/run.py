@@ -161,7 +161,7 @@ def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, 
     trainee = kinds.build(exp, hidden, seed, splits)
     model, data = trainee.model, trainee.data
     step = engine.autocast(trainee.step, device, torch.bfloat16 if precision == "bf16" else None)
-    config = {"experiment": exp.describe(), "scale": scale, "hidden": list(hidden), "seed": seed,
+    config = {"experiment": exp.training(), "scale": scale, "hidden": list(hidden), "seed": seed,
               "precision": precision, "batch_size": 100}
     key = checkpoints.key(name, model, trainee.step, data, config, scale)
     order = order_generator(device)
@@ -310,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.experiments:
         p.error("name at least one experiment, or ask for --list")
-    chosen = [experiments.get(n) for n in args.experiments]  # unknown names fail before any training
+    try:
+        chosen = [experiments.get(n) for n in args.experiments]  # unknown names fail before any training
+    except KeyError as e:
+        p.error(e.args[0])
     if args.device is not None and not args.device.strip():
         p.error("--device must name a device, e.g. cpu or cuda")
     if args.threads:

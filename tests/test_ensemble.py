@@ -4,7 +4,7 @@ checkpoint and provenance."""
 import pytest
 import torch
 
-from aae_tutorial import categorical, engine, mode, nets, priors, steps, train
+from aae_tutorial import categorical, engine, mode, nets, priors, recipes, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE, CategoryUseEntropy
 from aae_tutorial.data import LabelledSet

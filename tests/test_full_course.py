@@ -7,7 +7,7 @@ from aae_tutorial import course, full_course
 
 CELL = """
 import torch
-from aae_tutorial import mode, nets, steps, train
+from aae_tutorial import mode, nets, recipes, steps, train
 model = torch.nn.ModuleDict({"enc": nets.encoder(2, (8,)), "dec": nets.decoder(2, (8,))})
 opt = recipes.adam(model.parameters(), lr=1e-3)
 x = torch.rand(40, 784)

@@ -151,8 +151,8 @@ def test_record_needs_a_recipe_and_tables_show_it_where_rows_differ(results_dir)
     theirs = results.record("y", "m", [2.0], seeds=[0], runs=[run()], recipe=recipes.PAPER)
     assert theirs["recipe"] == "paper" and theirs["recipe_settings"]["optimiser"] == "sgd"
     text = results.table([ours, theirs], columns=[("used", "clusters_used")])
-    assert "| experiment | metric | ours | paper | used | recipe | wall time |" in text
-    assert "| x | m | 1 | – | 15 | course |" in text and "| y | m | 2 | – | – | paper |" in text
+    assert "| experiment | metric | paper | ours | used | recipe | wall time |" in text
+    assert "| x | m | – | 1 | 15 | course |" in text and "| y | m | – | 2 | – | paper |" in text
 
 
 def test_corrupt_results_file_is_named(results_dir):
@@ -169,10 +169,11 @@ def test_tables_pad_rows_and_render_reference_rows(results_dir):
     other = results.record("y", "error (%)", [5.0], recipe=recipes.COURSE, seeds=[0], runs=[run(epochs=7)])
     text = results.table([rec, other], "T", reference=[("GAN", "225 ± 2")])
     lines = text.splitlines()
-    assert lines[0] == "**T**" and lines[2] == "| experiment | metric | ours | paper | epochs | seeds | wall time |"
+    assert lines[0] == "**T**" and lines[2] == "| experiment | metric | paper | ours | epochs | seeds | wall time |"
     assert all(line.count("|") == 8 for line in lines[2:6])  # mode and device never change: moved to the note
-    assert lines[-1].startswith("Every row: recipe course, mode full, device cpu. Wall time: all seeds together. ")
-    assert "| 3 ± 1.41 | 1.9 ± 0.1 | 3 | 2 | 20 s |" in text and "| GAN (reported in the literature) |  |  | 225 ± 2 |" in text
+    assert lines[-1].startswith("Ours: recipe course, mode full, device cpu. Wall time: all seeds together. ")
+    assert "the public reproduction that transcribes its appendix trains 2,000–5,000 epochs" in lines[-1]
+    assert "| 1.9 ± 0.1 | 3 ± 1.41 | 3 | 2 | 20 s |" in text and "| GAN (reported in the literature) |  | 225 ± 2 |" in text
     assert tables.markdown(["a", "b"], [["x|y"]]) == "| a | b |\n|---|---|\n| x\\|y |  |"
     with pytest.raises(ValueError, match="wider than the header"):
         tables.markdown(["a"], [[1, 2]])
@@ -289,12 +290,37 @@ def _write_record(folder: str, mode: str, value: float) -> None:
     results.record("x", "m", [value], seeds=[0], runs=[run(mode=mode)], recipe=recipes.COURSE)
 
 
-def test_headline_table_names_results_in_words_with_their_scale(results_dir):
+def paper_width_record(folder, name: str, value: float, epochs: int = 60) -> dict:
+    rec = {"experiment": name, "metric": "error (%)", "value": value, "std": None, "mode": "full", "scale": "full",
+           "hidden": [1000, 1000], "epochs": epochs, "selected_epochs": [41], "device": "cpu", "precision": "bf16",
+           "wall_time_s": 1800.0, "paper": 1.6, "paper_std": 0.08}
+    (folder / "full").mkdir(parents=True, exist_ok=True)
+    results.write_json(folder / "full" / f"{name}.json", rec)
+    return rec
+
+
+def test_headline_table_names_results_in_words_with_their_scale_and_gap(results_dir):
     results.record("x", "error (%)", [2.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE, paper=1.9)
     text = results.headline_table({"x": "the x experiment, error %"}, "T")
-    assert "| the x experiment, error % | 2 | 1.9 | quick | cpu | 3 |" in text and "`x`" in text
+    assert "| the x experiment, error % | 1.9 | 2 | +0.1 | quick | cpu | 3 |" in text and "`x`" in text
+    assert "No paper-width record exists yet" in text
     missing = results.headline_table({"missing": "a result nobody recorded"}, folder=results_dir / "elsewhere")
-    assert "| a result nobody recorded | not run yet | – |" in missing and "elsewhere/" in missing
+    assert "| a result nobody recorded | – | not run yet |" in missing and "elsewhere/" in missing
+    paper_width_record(results_dir, "x", 2.1)
+    text = results.headline_table({"x": "the x experiment, error %"}, "T")
+    assert "| the x experiment, error % | 1.6 ± 0.08 | 2.1 | +0.5 | paper width (bf16) | cpu | 60 |" in text
+    assert "1 of 1 rows come from a paper-width run" in text
+
+
+def test_a_paper_width_record_shows_beside_the_quick_one_with_its_epochs(results_dir):
+    quick = results.record("y", "error (%)", [6.2], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE,
+                           paper=1.6)
+    assert "paper width" not in results.table([quick])
+    paper_width_record(results_dir, "y", 2.1)
+    text = results.table([quick])
+    assert "| experiment | metric | paper | paper width | ours |" in text
+    assert "| 1.6 | 2.1 (60 ep) | 6.2 |" in text
+    assert "`y`: width 1000, cpu, bf16, 60 epochs (epoch 41 picked on validation), 30 min" in text
 
 
 @pytest.mark.parametrize("extra, field", [({"selected": [1.0, float("nan")]}, "selected"),

@@ -1,48 +1,34 @@
 """The full-mode plan: the runs it projects are the chapters' full-mode runs, its times come from a gpu_check record
 of the device when one exists, and it is always labelled a projection."""
-import ast
-import inspect
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
+import torch
 
-from aae_tutorial import course, full_course, judge, plan
+from aae_tutorial import course, experiments, full_course, judge, mode, plan
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
-def full_settings(chapter: str) -> dict[str, object]:
-    """Every ``name = mode.pick(quick=..., full=VALUE)`` in a notebook's code, as name -> VALUE."""
-    found = {}
-    for cell in nbformat.read(BOOK / f"{chapter}.ipynb", as_version=4).cells:
-        if cell.cell_type != "code" or "pick(" not in cell.source:
-            continue
-        for node in ast.walk(ast.parse(cell.source)):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and getattr(
-                    node.value.func, "attr", "") == "pick":
-                full = next(k.value for k in node.value.keywords if k.arg == "full")
-                if isinstance(full, (ast.Constant, ast.List)):
-                    found[node.targets[0].id] = ast.literal_eval(full)
-    return found
+def test_the_plan_is_the_catalogue_at_full_scale():
+    for chapter, ensembles in plan.FULL.items():
+        exps = [e for e in experiments.CATALOGUE.values() if e.chapter == chapter]
+        assert [e.title for e in exps] == [x.what for x in ensembles]
+        assert sum(x.model_epochs for x in ensembles) == sum(e.full.model_epochs for e in exps)
+        assert [x.steps_per_epoch for x in ensembles] == [e.steps_per_epoch for e in exps]
+    assert "digit judge" in " ".join(x.what for x in plan.FULL["05_supervised"])
 
 
-@pytest.mark.parametrize("chapter", list(plan.FULL))
-def test_the_plan_trains_what_the_chapter_trains_in_full_mode(chapter):
-    settings = full_settings(chapter)
-    epochs = {v for k, v in settings.items() if k.startswith("epochs")}
-    planned = {e.epochs for e in plan.FULL[chapter] if e.step != "judge"}
-    assert planned == epochs, f"{chapter}: the notebook's full-mode epochs are {epochs}, the plan's {planned}"
-    seeds = settings.get("seeds", [0])
-    multi_seed = [e for e in plan.FULL[chapter] if "seeds" in e.what]
-    assert all(e.members % len(seeds) == 0 or "seeds 1, 2" in e.what for e in multi_seed)
-    assert bool(multi_seed) == (len(seeds) > 1)
-
-
-def test_the_judge_is_planned_with_its_full_mode_epochs():
-    assert "mode.pick(quick=3, full=20)" in inspect.getsource(judge.digit_judge)
-    assert [e.epochs for e in plan.FULL["05_supervised"] if e.step == "judge"] == [20]
+def test_the_judge_trains_at_the_catalogues_epochs(monkeypatch):
+    calls = []
+    monkeypatch.setattr(judge, "fit", lambda name, model, step, data, epochs, *a, **k: calls.append(epochs) or None)
+    monkeypatch.setattr(judge.metrics, "error_rate", lambda *a: 0.0)
+    mnist = type("M", (), {"split": lambda self: ((torch.rand(200, 784), torch.zeros(200, dtype=torch.long)),) * 2,
+                           "x_test": torch.rand(10, 784), "y_test": torch.zeros(10, dtype=torch.long)})()
+    for name in ("quick", "full"):
+        judge.digit_judge(mnist, mode.RunMode(name, "test"), "cpu")
+    assert calls == [experiments.get("digit_judge").quick.epochs, experiments.get("digit_judge").full.epochs]
 
 
 def test_every_planned_step_is_a_gpu_check_case():
@@ -54,7 +40,8 @@ def test_without_a_record_the_plan_uses_the_h100_figure_and_says_so(tmp_path):
     p = plan.project("H200", tmp_path)
     steps = sum(e.epochs * e.steps_per_epoch for e in plan.FULL["07_clustering"])
     assert p["chapters"]["07_clustering"]["projected_s"] == round(steps * plan.H100_STEP_MS / 1000)
-    assert p["chapters"]["07_clustering"]["model_epochs"] == 4 * 3 * 300
+    assert p["chapters"]["07_clustering"]["model_epochs"] == sum(
+        e.full.model_epochs for e in experiments.CATALOGUE.values() if e.chapter == "07_clustering")
     text = plan.markdown(p)
     assert "A projection, not a measurement" in text and "no gpu_check record for H200" in text
     assert "over 15 min" in text  # the targets are not met at these epochs, and the table says so
@@ -68,8 +55,8 @@ def test_a_gpu_check_record_of_the_device_sets_the_step_times(tmp_path):
     (tmp_path / "gpu_check_cpu.json").write_text(json.dumps({**record, "device": "cpu", "dry": True}))
     p = plan.project("H200", tmp_path)
     assert "measured by gpu_check on cuda (NVIDIA H200)" in p["source"]
-    # chapter 8: 3 members (2.0 ms) and 6 members (1 + (2 - 1) * 5 / 2 = 3.5 ms), 300 epochs of 500 steps
-    assert p["chapters"]["08_dimensionality_reduction"]["projected_s"] == round(300 * 500 * (2.0 + 3.5) / 1000)
+    # chapter 8: three ensembles of 3 members (2.0 ms a step each), 100 epochs of 500 steps
+    assert p["chapters"]["08_dimensionality_reduction"]["projected_s"] == round(3 * 100 * 500 * 2.0 / 1000)
     assert plan.newest_gpu_check("cpu", tmp_path) is None  # a dry run measures nothing
 
 
@@ -79,5 +66,5 @@ def test_the_plan_command_and_a_full_mode_chapter_print_the_projection(capsys, m
     monkeypatch.setenv("AAE_MODE", "full")
     course.start(chapter="07_clustering")
     out = capsys.readouterr().out
-    assert "Projected training time in full mode: about 20 min" in out and "This is a projection" in out
+    assert "Projected training time in full mode: about 6 min" in out and "This is a projection" in out
     assert "interrupt the kernel" in out

@@ -137,9 +137,13 @@ def test_the_listing_names_every_experiment_and_its_model_epochs():
     assert f"full {sum(e.full.model_epochs for e in experiments.CATALOGUE.values()):,}" in text
 
 
-def test_bad_requests_fail_before_training(cache):
-    with pytest.raises(KeyError, match="no experiment 'nope'; the catalogue has: prior_match"):
+def test_bad_requests_fail_before_training(cache, capsys):
+    with pytest.raises(SystemExit):
         run.main(["nope"])
+    assert "no experiment 'nope'; the catalogue has: autoencoder_bce" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run.main(["clustering_k16", "--device", " "])
+    assert "--device must name a device" in capsys.readouterr().err
     with pytest.raises(NotImplementedError, match="trained by its chapter, book/05_supervised.ipynb"):
         run.run(experiments.get("content_follows_label_05_supervised"), splits=fake_splits(), device="cpu")
     with pytest.raises(ValueError, match="epochs must be an int >= 1"):

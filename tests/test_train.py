@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from aae_tutorial import checkpoints, engine, mode, nets, steps, train
+from aae_tutorial import checkpoints, engine, mode, nets, recipes, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE
 from aae_tutorial.priors import Gaussian
