@@ -177,11 +177,13 @@ def save(path: Path, model: nn.Module, meta: dict) -> None:
 #: What a checkpoint's metadata holds (written by :func:`aae_tutorial.train.fit`; ``ensemble`` is optional), and
 #: what its training history holds.
 META_FIELDS, HISTORY_FIELDS = {"history", "mode", "device", "wall_time_s"}, {"epochs", "losses", "metrics"}
+#: Optional metadata: the ensemble size, and the key the checkpoint was written under (:func:`key`).
+OPTIONAL_META = {"ensemble", "key"}
 
 
 def check_meta(meta: object) -> dict:
     """The metadata of a checkpoint, if it has the shape :func:`aae_tutorial.train.fit` writes; else ValueError."""
-    if not isinstance(meta, dict) or not META_FIELDS <= set(meta) <= META_FIELDS | {"ensemble"}:
+    if not isinstance(meta, dict) or not META_FIELDS <= set(meta) <= META_FIELDS | OPTIONAL_META:
         raise ValueError(f"its metadata has fields {sorted(meta) if isinstance(meta, dict) else type(meta).__name__},"
                          f" not {sorted(META_FIELDS)}")
     history = meta["history"]
@@ -200,17 +202,23 @@ def set_aside(path: Path, error: BaseException) -> Path:
     return aside
 
 
-def load(path: Path, model: nn.Module) -> dict | None:
+def load(path: Path, model: nn.Module, expected_key: str | None = None) -> dict | None:
     """Load the weights at ``path`` into ``model`` and return the metadata; ``None`` if there is no checkpoint.
 
-    ``weights_only=True``: no code is unpickled. An unreadable, incomplete or non-finite checkpoint leaves ``model``
-    as it was, is renamed to ``*.corrupt`` with a warning naming both files, and ``None`` is returned.
+    ``weights_only=True``: no code is unpickled. A checkpoint carries the key it was written under; with
+    ``expected_key`` one written under another key (copied or linked to this path) is not loaded. An unreadable,
+    incomplete, non-finite or foreign checkpoint, or something other than a file at the path (a folder, a FIFO),
+    leaves ``model`` as it was, is renamed to ``*.corrupt`` with a warning naming both files, and ``None`` is returned.
     """
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     backup = {k: v.clone() for k, v in model.state_dict().items()}
     try:
+        if not path.is_file():
+            raise ValueError("it is not a regular file")
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        if expected_key is not None and payload["meta"].get("key") != expected_key:
+            raise ValueError(f"it was written under key {payload['meta'].get('key')!r}, not {expected_key!r}")
         model.load_state_dict(payload["model"])
         if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
             raise ValueError("it holds non-finite weights")

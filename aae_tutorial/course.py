@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 
 import torch
 from IPython.display import Markdown
 
 from . import figures, plan, tables
+from .files import read_json
 from .mode import RunMode, describe_device, run_mode
 from .train import Run, pick_device, seed_everything
 
@@ -36,11 +36,18 @@ def start(seed: int = 0, chapter: str | None = None) -> tuple[RunMode, torch.dev
     return mode, device
 
 
+def is_times(value: object) -> bool:
+    """Whether ``value`` has the shape of ``course_times.json``: mode -> chapter -> {wall_time_s, device, date}."""
+    return isinstance(value, dict) and all(
+        isinstance(chapters, dict) and all(isinstance(c, dict) and {"wall_time_s", "device", "date"} <= set(c)
+                                           for c in chapters.values()) for chapters in value.values())
+
+
 def expected_time(chapter: str, path: Path | None = None) -> str:
     """What a learner should expect from a full-mode run of ``chapter``, from the measured times in
     ``course_times.json`` (written by :mod:`aae_tutorial.full_course`)."""
     path = path or TIMES
-    times = json.loads(path.read_text()) if path.exists() else {}
+    times = read_json(path, is_times, "the measured chapter times") or {}
     switch = ("To stop, interrupt the kernel: finished runs are kept as checkpoints. For a pass of minutes instead, "
               "run `%env AAE_MODE=quick` and then restart from the top.")
     if measured := times.get("full", {}).get(chapter):

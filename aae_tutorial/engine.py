@@ -298,7 +298,8 @@ def stack(models: Sequence[nn.Module]) -> nn.Module:
             replaced[id(module.weight)] = batched.weight
             if module.bias is not None:
                 replaced[id(module.bias)] = batched.bias
-            stacked.set_submodule(name, batched.train(module.training))
+            parent, _, child = name.rpartition(".")  # (nn.Module.set_submodule is newer than the torch floor)
+            setattr(stacked.get_submodule(parent), child, batched.train(module.training))
     for module in stacked.modules():
         for attr, opt in list(vars(module).items()):
             if isinstance(opt, torch.optim.Optimizer):

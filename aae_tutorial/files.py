@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import re
 import tempfile
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,10 +23,17 @@ except ImportError:  # not on Windows: there, writers of one folder are not seri
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+#: The longest name the package writes a file under: file systems allow 255 bytes, and a checkpoint adds a key.
+MAX_NAME = 160
+
+
 def check_name(name: str, what: str) -> None:
-    """Refuse a name that is not a plain file-name stem (no folder, no '..', not empty), naming ``what`` it is."""
+    """Refuse a name that is not a plain file-name stem (no folder, no '..', not empty, at most :data:`MAX_NAME`
+    characters), naming ``what`` it is."""
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise ValueError(f"{what} is letters, digits, '_', '-' and '.', with no '/' and no '..'; got {name!r}")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"{what} is at most {MAX_NAME} characters (a file name); got {len(name)}: {name[:40]!r}...")
 
 
 @contextlib.contextmanager
@@ -64,3 +74,40 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: Path | str, what: str) -> Path:
+    """Refuse, before any work is done, a path that cannot take a file: empty, a folder, or in a folder that cannot be
+    created or written. Returns the path."""
+    if not str(path).strip():
+        raise ValueError(f"{what} must name a file, got an empty path")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; name a file in it, e.g. {path / 'record.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{what}: cannot create the folder {path.parent} ({e.strerror})") from e
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"{what}: the folder {path.parent} is not writable; name a file in a folder you can write to")
+    return path
+
+
+def read_json(path: Path, shape: Callable[[object], bool], what: str) -> object | None:
+    """The JSON at ``path`` if ``shape`` accepts it; ``None`` if there is no file. A file that cannot be read or has
+    another shape (corrupt, or written by an older version) is moved aside to a unique ``*.corrupt`` name with a
+    warning naming both, and counts as none."""
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        if not shape(value):
+            raise ValueError("it does not have the expected shape")
+        return value
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        warnings.warn(f"{what} {path} is unusable ({type(e).__name__}: {str(e)[:120]}); set it aside as {aside} and "
+                      "ignored it", stacklevel=3)
+        return None

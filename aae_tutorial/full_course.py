@@ -27,9 +27,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import plan, tables
-from .course import TIMES
+from .course import TIMES, is_times
+from .files import folder_lock, read_json
 from .mode import describe_device
-from .results import load, write_json
+from .results import write_json
 from .train import pick_device
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
@@ -63,7 +64,7 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
     re-run that loads more runs from checkpoints than the entry it would replace leaves that colder measurement.
     """
     out = book / "results" / f"{mode}_course.json"
-    entries = {c["chapter"]: c for c in load(out)["chapters"]} if out.exists() else {}
+    entries = _entries(out)
     os.environ.update(AAE_MODE=mode, AAE_PROGRESS="0")
     os.environ.pop("AAE_RESULTS_DIR", None)  # the chapters write into book/results
     device = describe_device(pick_device())
@@ -91,25 +92,42 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
                             "model_epochs_trained": sum(r["epochs"] for r in trained)}
     bar.close()
     os.environ.pop("AAE_RUN_LOG", None)
-    report = {"experiment": f"{mode}_course", "mode": mode, "device": device, "torch": torch.__version__,
-              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-              "chapters": list(entries.values()),
-              "total_wall_time_s": round(sum(c["wall_time_s"] for c in entries.values()), 1),
-              "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values())}
-    write_json(out, report)
-    write_times(report, times or TIMES)
+    ours = {c: entries[c] for c in chapters if c in entries}
+    with folder_lock(out.parent):  # another run may have recorded other chapters meanwhile: merge, never replace
+        entries = {**_entries(out), **ours}
+        report = {"experiment": f"{mode}_course", "mode": mode, "device": device, "torch": torch.__version__,
+                  "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+                  "chapters": sorted(entries.values(), key=lambda c: CHAPTERS.index(c["chapter"])
+                                     if c["chapter"] in CHAPTERS else len(CHAPTERS)),
+                  "total_wall_time_s": round(sum(c["wall_time_s"] for c in entries.values()), 1),
+                  "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values())}
+        write_json(out, report)
+    write_times({**report, "chapters": list(ours.values())}, times or TIMES)
     return report
+
+
+def _is_course_record(value: object) -> bool:
+    fields = {"chapter", "wall_time_s", "runs", "runs_loaded_from_checkpoints", "model_epochs_trained", "date"}
+    return isinstance(value, dict) and isinstance(value.get("chapters"), list) and all(
+        isinstance(c, dict) and fields <= set(c) for c in value["chapters"])
+
+
+def _entries(path: Path) -> dict[str, dict]:
+    """The chapters of a course record, by name; none if it does not exist or is unusable (then set aside)."""
+    record = read_json(path, _is_course_record, "the course record")
+    return {c["chapter"]: c for c in record["chapters"]} if record else {}
 
 
 def write_times(record: dict, path: Path = TIMES) -> None:
     """Merge a course record's per-chapter wall times into ``path`` (``course_times.json``): only of chapters that
     trained or hold no runs, since a learner's first run trains them. (Chapter 6 always loads the digit judge that
     chapter 5 trains, so "trained every run" would never record it.)"""
-    times = json.loads(path.read_text()) if path.exists() else {}
-    times.setdefault(record["mode"], {}).update(
-        {c["chapter"]: {k: c[k] for k in ("wall_time_s", "device", "date")} for c in record["chapters"]
-         if c["model_epochs_trained"] or not c["runs"]})
-    write_json(path, times)
+    with folder_lock(path.parent):
+        times = read_json(path, is_times, "the measured chapter times") or {}
+        times.setdefault(record["mode"], {}).update(
+            {c["chapter"]: {k: c[k] for k in ("wall_time_s", "device", "date")} for c in record["chapters"]
+             if c["model_epochs_trained"] or not c["runs"]})
+        write_json(path, times)
 
 
 def markdown(record: dict) -> str:
@@ -129,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plan", action="store_true", help="print the full-mode plan and its projected time; run nothing")
     p.add_argument("--device", default="H200", help="the GPU the plan projects for (default: H200)")
     args = p.parse_args(argv)
+    if not args.device.strip():
+        p.error("--device must name a GPU, e.g. H200 or H100")
     if args.plan:
         print(plan.markdown(plan.project(args.device)))
         return

@@ -35,6 +35,7 @@ from .categorical import CategoricalAAE
 from .conditional import LabelConditionedAAE, SupervisedAAE
 from .data import LabelledSet
 from .experiments import get
+from .files import check_writable
 from .judge import DigitClassifier
 from .mode import describe_device
 from .results import write_json
@@ -277,9 +278,15 @@ def markdown(record: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dry", action="store_true", help="small widths, eager only (no GPU needed)")
-    p.add_argument("--out", type=Path, help="where to write the record (default: book/results/gpu_check_<gpu>.json)")
+    p.add_argument("--out", help="where to write the record (default: book/results/gpu_check_<gpu>.json)")
     args = p.parse_args(argv)
-    record = run(args.dry, args.out)
+    out = None
+    if args.out is not None:
+        try:  # before the first check: a loan is not spent on checks whose record cannot be written
+            out = check_writable(args.out, "--out")
+        except ValueError as e:
+            p.error(str(e))
+    record = run(args.dry, out)
     print(f"{len(record['cases'])} checks on {record['device']} in {record['wall_time_s']:.0f} s; failures: "
           f"{', '.join(record['failures']) or 'none'}")
     raise SystemExit(1 if record["failures"] else 0)

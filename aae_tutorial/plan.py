@@ -10,12 +10,12 @@ CUDA graph), assumed for every kind of step and for an ensemble of any size. Eit
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import tables
+from .files import read_json
 from .experiments import CATALOGUE, Experiment
 from .recipes import PAPER
 
@@ -74,12 +74,21 @@ FULL: dict[str, list[Ensemble]] = _chapters()
 
 def newest_gpu_check(device: str, results: Path = RESULTS) -> dict | None:
     """The newest ``gpu_check`` record whose device names ``device`` (e.g. ``"H200"``), if any and not a dry run."""
+    if not device.strip():
+        raise ValueError("device must name a GPU, e.g. 'H200'; got an empty name")
     found = []
     for path in results.glob("gpu_check_*.json"):
-        record = json.loads(path.read_text())
-        if not record.get("dry") and device.lower() in record.get("device", "").lower():
+        record = read_json(path, _is_gpu_check, "the gpu_check record")
+        if record and not record.get("dry") and device.lower() in record["device"].lower():
             found.append(record)
     return max(found, key=lambda r: r["date"], default=None)
+
+
+def _is_gpu_check(value: object) -> bool:
+    """The shape :mod:`aae_tutorial.gpu_check` writes: device, date and cases with their members and step times."""
+    return isinstance(value, dict) and isinstance(value.get("device"), str) and isinstance(value.get("date"), str) \
+        and isinstance(value.get("cases"), dict) and all(
+            isinstance(c, dict) and {"case", "members", "step_ms"} <= set(c) for c in value["cases"].values())
 
 
 def step_ms(ensemble: Ensemble, check: dict | None) -> float:

@@ -11,6 +11,7 @@ import math
 import os
 import statistics
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,8 +68,15 @@ def paper_width_note(records: Sequence[dict]) -> str:
             "and scored once on the test set; " + "; ".join(parts) + ".") if parts else ""
 
 
+#: Names of the files in the results folder that are not experiment records.
+RESERVED = ("quick_course", "full_course", "bench_cpu", "bench_cuda", "gpu_check")
+
+
 def _finite(values: Sequence[float], what: str) -> list[float]:
-    out = [float(v) for v in values]
+    try:
+        out = [float(v) for v in values]
+    except OverflowError as e:
+        raise ValueError(f"{what} must be finite floats, got a number too large for one ({e})") from e
     if not all(math.isfinite(v) for v in out):
         raise ValueError(f"{what} must be finite, got {out}")
     return out
@@ -84,6 +92,9 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     ``extra`` adds fields of the experiment's own (e.g. the selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
     """
     check_name(experiment, "an experiment name")
+    if experiment.startswith(RESERVED):
+        raise ValueError(f"the experiment name {experiment!r} is reserved for the course's own files "
+                         f"({', '.join(RESERVED)}); choose another")
     values = _finite(values, "values")
     if not values or len(values) != len(seeds) or len(runs) != len(seeds):
         raise ValueError(f"need one value and one run per seed, got {len(values)} values and {len(runs)} runs "
@@ -138,7 +149,7 @@ def _existing_mode(path: Path) -> str | None:
     try:
         return str(load(path).get("mode", "")).strip().lower()
     except ResultsFileError as e:
-        aside = path.with_name(path.name + ".corrupt")
+        aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")
         os.replace(path, aside)
         warnings.warn(f"{e}; moved it to {aside} (delete it once you have looked at it) and wrote the new record",
                       stacklevel=3)
@@ -163,8 +174,19 @@ def load(path: Path) -> dict:
 
 
 def load_all(prefix: str = "") -> list[dict]:
-    """Every record whose experiment name starts with ``prefix``, sorted by name."""
-    return [load(p) for p in sorted(results_dir().glob(f"{prefix}*.json"))]
+    """Every record whose experiment name starts with ``prefix``, sorted by name. JSON files that are not experiment
+    records (the course's own files, or anything else put there) are skipped, with a warning for the latter."""
+    out = []
+    for path in sorted(results_dir().glob(f"{prefix}*.json")):
+        if path.stem.startswith(RESERVED):
+            continue
+        rec = load(path)
+        if not {"experiment", "metric", "value", "mode"} <= set(rec):
+            warnings.warn(f"{path} is not an experiment record (it has no experiment, metric, value and mode); "
+                          "skipped it", stacklevel=2)
+            continue
+        out.append(rec)
+    return out
 
 
 def _fmt(value: float | None, std: float | None) -> str:

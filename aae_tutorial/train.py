@@ -160,7 +160,7 @@ def _loaded(name: str, config: dict, meta: dict) -> Run:
                meta.get("ensemble", 1))
 
 
-def _save(path, model: nn.Module, run: Run) -> None:
+def _save(path, model: nn.Module, run: Run, key: str) -> None:
     """Checkpoint a finished run, after checking that its weights are finite: a loss is read before its update, so
     the last update can break the weights of a run whose losses all were finite."""
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -169,7 +169,7 @@ def _save(path, model: nn.Module, run: Run) -> None:
                                     f"{', ...' if len(bad) > 3 else ''}) although every loss was finite; nothing was "
                                     "saved (lower the learning rates, or check the step)")
     meta = {"history": asdict(run.history), "mode": run.mode, "device": run.device, "wall_time_s": run.wall_time_s,
-            "ensemble": run.ensemble}
+            "ensemble": run.ensemble, "key": key}
     try:
         checkpoints.save(path, model, meta)
     except (OSError, RuntimeError) as e:  # a full disk, a read-only cache: keep the trained run, say what failed
@@ -197,8 +197,9 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     """
     data = _checked(data, epochs, batch_size, mode)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
-    path = checkpoints.path_for(name, checkpoints.key(name, model, step, data, config, mode.name))
-    meta = checkpoints.load(path, model)
+    key = checkpoints.key(name, model, step, data, config, mode.name)
+    path = checkpoints.path_for(name, key)
+    meta = checkpoints.load(path, model, key)
     state = random_state()
     if meta is not None:
         run = _loaded(name, config, meta)
@@ -211,7 +212,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
             torch.cuda.synchronize()
         run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start)
         set_random_state(state)
-        _save(path, model, run)
+        _save(path, model, run, key)
     model.eval()
     return _finish(run)
 
@@ -248,7 +249,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     if len(members) > 1:
         config["trained_with"] = names
-    todo = []  # the members to train: (member, model, checkpoint path, data order)
+    todo = []  # the members to train: (member, model, (checkpoint path, key), data order)
     out: dict[str, tuple[nn.Module, Run]] = {}
     for member in members:
         seed_everything(member.seed)
@@ -256,14 +257,15 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         step = make_step(model, member.labelled)
         cfg = {"seed": member.seed, **config}
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
-        path = checkpoints.path_for(member.name, checkpoints.key(member.name, model, step, used, cfg, mode.name))
-        meta = checkpoints.load(path, model)
+        key = checkpoints.key(member.name, model, step, used, cfg, mode.name)
+        path = checkpoints.path_for(member.name, key)
+        meta = checkpoints.load(path, model, key)
         state = random_state()  # restored at the end: trained or loaded, the same state is left behind
         if meta is not None:
             model.eval()
             out[member.name] = model, _finish(_loaded(member.name, cfg, meta))
         else:
-            todo.append((member, model, path, order_generator(device)))
+            todo.append((member, model, (path, key), order_generator(device)))
     if todo:
         models = [model for _, model, _, _ in todo]
         ensemble = engine.stack(models).train()
@@ -277,10 +279,10 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
             torch.cuda.synchronize()
         share = (time.perf_counter() - start) / len(models)
         set_random_state(state)
-        for (member, model, path, _), history in zip(todo, histories):
+        for (member, model, (path, key), _), history in zip(todo, histories):
             run = Run(member.name, {"seed": member.seed, **config}, history, mode.name, describe_device(device),
                       epochs, share, ensemble=len(models))
-            _save(path, model, run)
+            _save(path, model, run, key)
             model.eval()
             out[member.name] = model, _finish(run)
     return [out[name] for name in names]
@@ -292,7 +294,7 @@ def fit_seeds(name: str, make_model: Callable[[], nn.Module], make_step: Callabl
               on_epoch_end: Callable[[nn.Module], EpochCallback] | None = None) -> list[tuple[nn.Module, Run]]:
     """:func:`fit_together` for the seeds of one run: the models ``make_model()`` and their steps
     ``make_step(model)``, named ``<name>-seed<seed>``."""
-    if len(set(seeds)) != len(seeds):
+    if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
     return fit_together([Member(f"{name}-seed{seed}", seed) for seed in seeds], lambda member: make_model(),
                         lambda model, _: make_step(model), data, epochs, mode, device, config=config,

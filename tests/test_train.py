@@ -1,6 +1,7 @@
 """The training entry point: it learns, skips training when a checkpoint of the same run exists, never reuses a
 stale checkpoint, survives broken ones, and refuses bad input."""
 import multiprocessing
+import os
 import warnings
 
 import pytest
@@ -401,3 +402,31 @@ def test_temporary_files_of_killed_writers_are_cleaned_up(cache):
     os.utime(old, (time.time() - 2 * files.ORPHAN_AGE_S,) * 2)
     files.atomic_write(path, lambda f: f.write(b"{}"))
     assert path.read_bytes() == b"{}" and not old.exists() and fresh.exists()  # a writer may still own the fresh one
+
+
+def test_a_checkpoint_copied_to_another_runs_path_is_not_trusted(cache):
+    x = patterns(100)
+    torch.manual_seed(0)
+    _fit(TinyAE(), x)
+    (path,) = cache.rglob("*.pt")
+    key = checkpoints.load(path, TinyAE())["key"]
+    assert path.name.endswith(f"-{key}.pt")  # the checkpoint carries the key its name was made from
+    other = path.with_name("other-0123456789abcdef.pt")
+    other.write_bytes(path.read_bytes())
+    with pytest.warns(UserWarning, match="written under key .*, not '0123456789abcdef'"):
+        assert checkpoints.load(other, TinyAE(), "0123456789abcdef") is None
+    assert checkpoints.load(path, TinyAE(), key) is not None
+
+
+def test_a_fifo_at_the_checkpoint_path_is_set_aside_without_hanging(cache):
+    path = cache / "checkpoints" / "f.pt"
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    with pytest.warns(UserWarning, match="not a regular file"):
+        assert checkpoints.load(path, TinyAE()) is None
+    assert not path.exists()
+
+
+def test_fit_seeds_without_seeds_says_so():
+    with pytest.raises(ValueError, match="seeds must be distinct and at least one"):
+        train.fit_seeds("x", TinyAE, lambda m: None, [], patterns(10), 1, mode.RunMode("quick", "test"), "cpu")
