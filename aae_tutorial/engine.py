@@ -34,6 +34,10 @@ from torch.nn import functional as F
 Step = Callable[[Tensor], dict[str, Tensor]]
 #: Eager steps before capture: optimiser state and autograd buffers exist before the graph records them.
 WARMUP_STEPS = 3
+#: The largest relative difference allowed between one captured and one eager step's weight updates.
+CAPTURE_TOLERANCE = 1e-3
+#: The kinds of step (code and device) whose captured graph has been checked against eager in this process.
+_VERIFIED: set[tuple] = set()
 #: Why capture is off for the rest of this process, once a failed capture has left torch's caching allocator in a
 #: state later captures cannot trust (torch before 2.12); ``None`` while capture is safe to try.
 _CAPTURE_DISABLED: str | None = None
@@ -76,7 +80,7 @@ class StepRunner:
 
     def __init__(self, step: Step, model: nn.Module, device: torch.device | str, desc: str = "training",
                  graphs: bool | None = None) -> None:
-        self.step, self.desc = step, desc
+        self.step, self.desc, self.model, self.device = step, desc, model, torch.device(device)
         self.graphs = graphs_enabled(device) if graphs is None else graphs
         self.sums: dict[str, Tensor] = {}
         self.calls = 0
@@ -155,6 +159,52 @@ class StepRunner:
         self.graph = graph
         self.graph.replay()  # capture records without running: now run it for this minibatch
 
+    def _state(self) -> list[Tensor]:
+        """Every tensor a step changes, the loss sums last: weights, buffers, optimiser states."""
+        opt_state = [v for opt in optimisers(self.model, self.step) for s in opt.state.values() for v in s.values()
+                     if isinstance(v, Tensor)]
+        return [*self.model.parameters(), *self.model.buffers(), *opt_state, *self.sums.values()]
+
+    def _verified_capture(self, idx: Tensor) -> None:
+        """Capture, the first time this kind of step is captured on this device in this process, only after checking
+        the graph: one eager step from a snapshot, the snapshot restored, the captured step replayed from it, their
+        weight updates compared. Where they differ by more than :data:`CAPTURE_TOLERANCE` (an RNG offset, a stale
+        input, a state outside the graph's pool), the snapshot is restored and the step runs eagerly from then on,
+        with a warning naming the step and the largest difference."""
+        kind = (getattr(self.step, "__qualname__", repr(self.step)), getattr(getattr(self.step, "__code__", None),
+                                                                              "co_firstlineno", 0), str(self.device))
+        if kind in _VERIFIED:
+            self._capture(idx)
+            return
+        tensors, rng = self._state(), torch.cuda.get_rng_state(self.device)
+        before = [t.detach().clone() for t in tensors]
+        self.step(idx)  # eager, not summed
+        eager = [t.detach().clone() for t in tensors]
+
+        def restore() -> None:
+            with torch.no_grad():
+                for t, b in zip(tensors, before):
+                    t.copy_(b)
+            torch.cuda.set_rng_state(rng, self.device)
+
+        restore()
+        self._capture(idx)
+        if self.graph is None:  # the capture failed and this minibatch ran eagerly
+            return
+        restore()  # (a capture runs nothing on a GPU; this also undoes the graph's first replay) and replay it
+        self.graph.replay()
+        trained = len(tensors) - len(self.sums)  # the eager step was not summed: compare what it trained
+        worst = max((((t - e).abs().max() / ((e - b).abs().max() + 1e-6 * b.abs().max() + 1e-12)).item()
+                     for t, e, b in zip(tensors[:trained], eager, before) if t.is_floating_point() and t.numel()),
+                    default=0.0)
+        if worst > CAPTURE_TOLERANCE:
+            restore()
+            self.graph = None
+            self._fall_back(f"the captured step {kind[0]} did not reproduce the eager step (weight updates differ by "
+                            f"up to {worst:.2g} of their size)", idx)
+            return
+        _VERIFIED.add(kind)
+
     def __call__(self, idx: Tensor) -> None:
         self.calls += 1
         if not self.graphs:
@@ -165,7 +215,7 @@ class StepRunner:
         elif self.calls <= WARMUP_STEPS:
             self._warm_up(idx, last=self.calls == WARMUP_STEPS)
         else:
-            self._capture(idx)
+            self._verified_capture(idx)
 
     def epoch_means(self, steps: int) -> dict[str, float]:
         """Mean of every loss over the epoch's ``steps`` minibatches (one read from the device), then reset."""

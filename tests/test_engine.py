@@ -70,9 +70,12 @@ class FakeCuda:
     def set_sync_debug_mode(cls, mode):
         cls.sync_debug_mode = {"default": 0, "warn": 1, "error": 2}.get(mode, mode)
 
+    get_rng_state = staticmethod(lambda device=None: torch.random.get_rng_state())
+    set_rng_state = staticmethod(lambda state, device=None: torch.random.set_rng_state(state))
+
 
 FAKED = ("CUDAGraph", "graph", "Stream", "stream", "synchronize", "current_stream", "set_stream",
-         "get_sync_debug_mode", "set_sync_debug_mode")
+         "get_sync_debug_mode", "set_sync_debug_mode", "get_rng_state", "set_rng_state")
 
 
 def test_capture_failure_warns_once_and_trains_exactly_like_eager(monkeypatch):
@@ -190,3 +193,43 @@ def test_capture_stays_off_after_an_allocator_breaking_failure(monkeypatch):
     assert runner.graphs is False
     runner(torch.arange(1))
     assert runner.calls == 1 and set(runner.sums) == {"loss"}
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_a_capture_is_checked_against_eager_before_it_is_trusted(monkeypatch, faithful):
+    """A fake capture whose replay reruns the step (faithful) or reruns it and then shifts the weights (a replay
+    that trains wrongly): the first is trusted, the second falls back to eager with a warning; both train as eager."""
+    eager_model, eager_step = aae_and_step()
+    eager = run_epoch(engine.StepRunner(eager_step, eager_model, "cpu", graphs=False))
+    model, step = aae_and_step()
+    runner = None
+
+    class Graph:
+        def replay(self):
+            runner._accumulate(runner.step(runner.static_idx))
+            if not faithful:
+                with torch.no_grad():
+                    model.encoder[0].weight.add_(1e-3)
+
+    for name in FAKED:
+        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())  # the body runs; it is undone
+    monkeypatch.setattr(engine, "_VERIFIED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = engine.StepRunner(step, model, "cpu", desc="checked", graphs=True)
+        for opt in engine.optimisers(model):
+            for g in opt.param_groups:
+                g["capturable"] = False
+        means = run_epoch(runner)
+    messages = [str(w.message) for w in caught]
+    if faithful:
+        assert messages == [] and runner.graph is not None and len(engine._VERIFIED) == 1
+    else:
+        assert len(messages) == 1 and runner.graph is None and not runner.graphs and not engine._VERIFIED
+        assert "checked: running eagerly, the captured step aae_and_step.<locals>.<lambda> did not reproduce the " \
+               "eager step" in messages[0]
+    assert means == pytest.approx(eager, rel=1e-6)
+    for a, b in zip(model.state_dict().values(), eager_model.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
