@@ -152,7 +152,7 @@ CATALOGUE: dict[str, Experiment] = {e.name: e for e in [
     # chapter 4: a label-conditioned prior
     *[Experiment(f"label_prior_{prior}-{labels}-labels", "04_labels", f"label-conditioned AAE, {prior}, {labels} labels",
                  "label_prior", COURSE_LABELS, quick(5), full(50), "test codes in their own component (%)",
-                 {"prior": prior}, per_class)
+                 {"prior": prior}, per_class, higher_is_better=True)
       for prior, labels, per_class in [("mixture", "all", None), ("mixture", "10k", 1000),
                                        ("swiss-roll", "10k", 1000)]],
     # chapter 5: style and content, judged by an independent digit classifier

@@ -280,3 +280,30 @@ def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = 
             "No paper-width record exists yet: every row is this book's quick run (256-unit layers, a few epochs). ")
     note += PAPER_EPOCHS_NOTE + " Records, in order: " + ", ".join(f"`{name}`" for name in rows) + f" (in `{folder}/`)."
     return tables.markdown(["result", "paper", "ours", "gap", "scale", "device", "epochs"], body, title, note)
+
+
+def paper_width_records(folder: Path | None = None) -> list[dict]:
+    """Every paper-width record (``full/*.json`` of ``folder``, else of the results folder, else the repository's)."""
+    roots = [Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]
+    for root in roots:
+        if paths := sorted((root / "full").glob("*.json")):
+            return [load(p) for p in paths]
+    return []
+
+
+def paper_width_table(records: Sequence[dict], title: str = "") -> str:
+    """The paper-width runs with what they cost: width, device, precision, threads, epochs done of those planned,
+    the epoch picked on validation, wall time and seconds per epoch, beside the paper's value and theirs."""
+    rows = [[readable(r["experiment"]), _fmt(r["paper"], r.get("paper_std")), _fmt(r["value"], r.get("std")),
+             r["hidden"][0], f"{r['device']}, {r['precision']}, {r['threads']} thread{'s' * (r['threads'] > 1)}",
+             f"{r['epochs']} of {r['epochs_planned']}", ", ".join(map(str, r["selected_epochs"])),
+             f"{r['wall_time_s'] / 60:.0f} min", f"{r['wall_time_s'] / r['epochs'] / len(r['seeds']):.0f} s"]
+            for r in records]
+    if not rows:
+        rows.append(["(no paper-width run recorded yet)"])
+    note = ("Trained with `python -m aae_tutorial.run NAME --scale full`, in the background under `nice` beside other "
+            "work on the same 2-core machine, so the seconds per epoch are what the run took, not the machine's best; "
+            "the benchmark above measures that. " + PAPER_EPOCHS_NOTE)
+    return tables.markdown(["experiment", "paper", "paper width", "width", "device, precision", "epochs",
+                            "epoch picked", "wall time", "per epoch"], rows, title, note)
+

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import statistics
@@ -152,9 +153,9 @@ def _lrs(optimisers: list) -> list[float]:
 
 def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, epochs: int,
                hidden: tuple[int, ...] | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
-               checkpoint_every: float = CHECKPOINT_EVERY_S, progress: bool = True) -> SeedResult:
+               checkpoint_every: float = CHECKPOINT_EVERY_S, progress: bool = True, score: bool = True) -> SeedResult:
     """Train one seed of ``exp`` to ``epochs`` epochs (resuming from its checkpoint), pick the epoch on validation,
-    score the test images once with the picked weights."""
+    and (unless ``score`` is false) score the test images once with the picked weights."""
     hidden = tuple(hidden or exp.scale(scale).hidden)
     name = f"{exp.name}-{scale}-seed{seed}"
     seed_everything(seed)
@@ -213,7 +214,8 @@ def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, 
         raise ValueError(f"{name}: no epoch trained; ask for --epochs >= 1")
     model.load_state_dict(best)
     model.eval()
-    return SeedResult(seed, state.history, state.best_epoch, trainee.score(), state.wall_time_s, state.epoch)
+    return SeedResult(seed, state.history, state.best_epoch, trainee.score() if score else {}, state.wall_time_s,
+                      state.epoch)
 
 
 def record(exp: Experiment, scale: str, results: list[SeedResult], *, hidden: tuple[int, ...], epochs_planned: int,
@@ -277,6 +279,41 @@ def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, see
     return rec
 
 
+def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick", *, epochs: int | None = None,
+          device: torch.device | str | None = None, splits: kinds.Splits | None = None, progress: bool = True,
+          write: bool = True) -> dict:
+    """Train ``exp`` once per value of one of its recipe's fields (e.g. ``adv_lr``) on its first seed, and pick the
+    value on validation: the best validation score each reached, never the test set. Writes
+    ``<scale>/<experiment>_<field>_sweep.json``; train the chosen value as the experiment itself to score it."""
+    if field not in {f for f in asdict(exp.recipe)} - {"name", "optimiser", "generator_loss", "reconstruction"}:
+        raise ValueError(f"sweep a numeric recipe field (lr, adv_lr, clf_lr, momentum, adv_momentum), got {field!r}")
+    device = torch.device(device or pick_device())
+    splits = splits or kinds.Splits.of(load_mnist(device))
+    sc = exp.scale(scale)
+    best = max if exp.higher_is_better else min
+    rows = []
+    for value in values:
+        recipe = dataclasses.replace(exp.recipe, name=f"{exp.recipe.name}, {field} {value:g}", **{field: value})
+        variant = dataclasses.replace(exp, name=f"{exp.name}-{field}-{value:g}", recipe=recipe)
+        r = train_seed(variant, scale, sc.seeds[0], splits, epochs=epochs or sc.epochs, device=device,
+                       precision=precision_for(scale, device), progress=progress, score=False)
+        curve = r.history.metrics["valid"]
+        rows.append({field: value, "valid_best": round(best(curve), 4), "epoch": r.selected_epoch,
+                     "valid_curve": [round(v, 4) for v in curve], "wall_time_s": round(r.wall_time_s, 1)})
+    chosen = best(rows, key=lambda row: row["valid_best"])
+    rec = {"experiment": f"{exp.name}_{field}_sweep", "swept": field, "scale": scale, "mode": scale,
+           "hidden": list(sc.hidden), "epochs": epochs or sc.epochs, "seed": sc.seeds[0], "rows": rows,
+           "chosen": chosen[field], "chosen_on": "the validation images (the last 10,000 training images)",
+           "metric": f"validation: {exp.metric.replace('test ', '')}", "recipe": exp.recipe.name,
+           "device": describe_device(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    if write:
+        path = record_path(rec["experiment"], scale)
+        with folder_lock(path.parent):
+            write_json(path, rec)
+        print(f"{exp.name}: {field} {chosen[field]:g} is best on validation ({chosen['valid_best']}); wrote {path}")
+    return rec
+
+
 def listing() -> str:
     """Every experiment with its settings at both scales and its planned model-epochs, as a Markdown table."""
     rows = []
@@ -304,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS")
     p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's)")
+    p.add_argument("--sweep", nargs="+", metavar=("FIELD", "VALUE"),
+                   help="train once per value of a recipe field (e.g. --sweep adv_lr 2e-4 1e-3) and pick on validation")
     args = p.parse_args(argv)
     if args.list:
         print(listing())
@@ -320,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else pick_device()
     splits = kinds.Splits.of(load_mnist(device))
+    if args.sweep:
+        field, *values = args.sweep
+        try:
+            numbers = [float(v) for v in values]
+        except ValueError:
+            p.error(f"--sweep takes a recipe field and numbers, got {args.sweep}")
+        for exp in chosen:
+            sweep(exp, field, numbers, args.scale, epochs=args.epochs, device=device, splits=splits,
+                  progress=sys.stderr.isatty())
+        return 0
     for exp in chosen:
         run(exp, args.scale, epochs=args.epochs, seeds=tuple(args.seeds) if args.seeds else None, device=device,
             precision=args.precision, checkpoint_every=args.checkpoint_every, splits=splits,

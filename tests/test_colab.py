@@ -1,8 +1,10 @@
 """Installing the package on Colab upgrades nothing that Colab's running kernel has already imported."""
-import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Versions Colab preinstalls of the packages whose upgrade inside a running kernel breaks the page: its widget

@@ -365,3 +365,12 @@ def test_tables_name_experiments_in_words_and_give_the_record_ids_below(results_
     assert "| match to the prior: gaussian AAE, paper's recipe | MMD² |" in text
     assert "Records in `book/results/`, row by row: `prior_match_gaussian_aae_paper_recipe`." in text
     assert results.readable("label_prior_mixture-10k-labels") == "label-conditioned prior: mixture 10k labels"
+
+
+def test_the_paper_width_table_gives_each_runs_cost(results_dir):
+    assert "(no paper-width run recorded yet)" in results.paper_width_table(results.paper_width_records(results_dir))
+    rec = paper_width_record(results_dir, "semisupervised_1000_labels", 2.1)
+    rec.update(threads=1, epochs_planned=60, seeds=[0])
+    results.write_json(results_dir / "full" / "semisupervised_1000_labels.json", rec)
+    text = results.paper_width_table(results.paper_width_records(results_dir))
+    assert "| semi-supervised, 1000 labels | 1.6 ± 0.08 | 2.1 | 1000 | cpu, bf16, 1 thread | 60 of 60 | 41 | 30 min | 30 s |" in text

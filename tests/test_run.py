@@ -46,7 +46,8 @@ def final_state(exp, splits, epochs, **kw):
 
 
 @pytest.mark.parametrize("name", ["semisupervised_100_labels", "clustering_k16", "parzen_loglik",
-                                  "prior_match_mixture_vae", "semisupervised_100_labels_paper_recipe"])
+                                  "prior_match_mixture_vae", "semisupervised_100_labels_paper_recipe",
+                                  "label_prior_mixture-10k-labels"])
 def test_a_run_stopped_after_one_epoch_and_resumed_ends_bit_exact(name, cache, monkeypatch):
     exp, splits = tiny(name), fake_splits()
     whole, whole_ckpt = final_state(exp, splits, 2)
@@ -148,3 +149,14 @@ def test_bad_requests_fail_before_training(cache, capsys):
         run.run(experiments.get("content_follows_label_05_supervised"), splits=fake_splits(), device="cpu")
     with pytest.raises(ValueError, match="epochs must be an int >= 1"):
         run.run(tiny("clustering_k16"), epochs=0, splits=fake_splits(), device="cpu")
+
+
+def test_a_sweep_picks_on_validation_and_records_every_value(cache):
+    exp = tiny("label_prior_mixture-10k-labels")
+    rec = run.sweep(exp, "adv_lr", [1e-4, 4e-3], epochs=1, device="cpu", splits=fake_splits(), progress=False)
+    assert [r["adv_lr"] for r in rec["rows"]] == [1e-4, 4e-3]
+    assert rec["chosen"] == max(rec["rows"], key=lambda r: r["valid_best"])["adv_lr"]  # higher is better here
+    assert "test" not in json.dumps(rec["rows"]) and rec["chosen_on"].startswith("the validation images")
+    assert run.record_path("label_prior_mixture-10k-labels_adv_lr_sweep", "quick").is_file()
+    with pytest.raises(ValueError, match="sweep a numeric recipe field"):
+        run.sweep(exp, "optimiser", [1.0], splits=fake_splits(), device="cpu")
