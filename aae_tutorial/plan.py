@@ -107,16 +107,47 @@ def project(device: str = "H200", results: Path = RESULTS) -> dict:
     source = (f"step times measured by gpu_check on {check['device']} ({check['date']})" if check else
               f"no gpu_check record for {device}, so every step is taken at {H100_STEP_MS} ms, the categorical "
               "AAE's step time measured on an H100; a slower device takes longer")
-    chapters = {}
+    chapters, experiments = {}, []
     for chapter, ensembles in FULL.items():
-        seconds = sum(e.epochs * e.steps_per_epoch * step_ms(e, check) / 1000 for e in ensembles)
+        costs = [e.epochs * e.steps_per_epoch * step_ms(e, check) / 1000 for e in ensembles]
+        experiments += [(chapter, name, s) for name, s in zip(_names(chapter), costs)]
+        seconds = sum(costs)
         chapters[chapter] = {"model_epochs": sum(e.model_epochs for e in ensembles), "ensembles": len(ensembles),
                              "runs": sum(e.members for e in ensembles), "projected_s": round(seconds),
                              "within_target": seconds <= CHAPTER_TARGET_S}
     total = sum(c["projected_s"] for c in chapters.values())
     return {"device": device, "source": source, "chapters": chapters, "total_projected_s": total,
             "total_within_target": total <= COURSE_TARGET_S,
-            "total_model_epochs": sum(c["model_epochs"] for c in chapters.values())}
+            "total_model_epochs": sum(c["model_epochs"] for c in chapters.values()),
+            "loans": loans(experiments) if total > COURSE_TARGET_S else []}
+
+
+def _names(chapter: str) -> list[str]:
+    return [e.name for e in CATALOGUE.values() if e.chapter == chapter]
+
+
+def loans(experiments: list[tuple[str, str, float]], limit_s: float = CHAPTER_TARGET_S) -> list[dict]:
+    """Split the book into loans of at most ``limit_s`` of projected training each, in reading order: whole
+    chapters where they fit (``full_course``), experiment by experiment where a chapter does not (``run``). An
+    experiment longer than a loan gets a loan of its own, flagged ``over``."""
+    out: list[dict] = []
+    chapters = dict.fromkeys(c for c, _, _ in experiments)
+    for chapter in chapters:
+        parts = [(name, s) for c, name, s in experiments if c == chapter]
+        whole = sum(s for _, s in parts)
+        units = [(chapter, whole, "chapter")] if whole <= limit_s else [(n, s, "experiment") for n, s in parts]
+        for name, seconds, kind in units:
+            if out and out[-1]["projected_s"] + seconds <= limit_s and out[-1]["kind"] == kind:
+                out[-1]["items"].append(name)
+                out[-1]["projected_s"] += seconds
+            else:
+                out.append({"kind": kind, "items": [name], "projected_s": seconds, "over": seconds > limit_s})
+    for loan in out:
+        loan["projected_s"] = round(loan["projected_s"])
+        loan["command"] = ("python -m aae_tutorial.full_course " + " ".join(i[:2] for i in loan["items"])
+                           if loan["kind"] == "chapter" else
+                           "python -m aae_tutorial.run " + " ".join(loan["items"]) + " --scale full")
+    return out
 
 
 def markdown(plan: dict) -> str:
@@ -129,7 +160,15 @@ def markdown(plan: dict) -> str:
                                                                    " (over 15 min)")])
     header = ["chapter", "runs", "ensembles", "model-epochs", f"projected training time on {plan['device']}"]
     note = f"A projection, not a measurement: {plan['source']}. Training only; evaluation and figures come on top."
-    return tables.markdown(header, rows, f"Full mode, planned on {plan['device']}", note)
+    text = tables.markdown(header, rows, f"Full mode, planned on {plan['device']}", note)
+    if plan["loans"]:
+        loan_rows = [[i + 1, f"{loan['projected_s'] / 60:.1f} min" + (" (over 8 min)" if loan["over"] else ""),
+                      f"`{loan['command']}`"] for i, loan in enumerate(plan["loans"])]
+        text += "\n\n" + tables.markdown(
+            ["loan", "projected", "command"], loan_rows, f"The book in loans of at most 8 min on {plan['device']}",
+            "Whole chapters where they fit; experiment by experiment (the run command) where a chapter does not. "
+            "The kinds of experiment the run command cannot build yet are trained by their chapter.")
+    return text
 
 
 def chapter_line(chapter: str, device: str) -> str:

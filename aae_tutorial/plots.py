@@ -32,16 +32,22 @@ def image_grid(images: Tensor, nrow: int = 10, ax: plt.Axes | None = None, title
 
 
 def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_samples: Tensor | None = None,
-                   title: str = "", s: float = 2.0, xlabel: str = "$z_1$", ylabel: str = "$z_2$") -> plt.Axes:
+                   title: str = "", s: float = 2.0, xlabel: str = "$z_1$", ylabel: str = "$z_2$",
+                   square: float | None = None) -> plt.Axes:
     """2-D codes coloured by digit (colour bar: the digit). With ``prior_samples``, the region the prior covers is
-    drawn on top in thin black lines, a colour no digit uses (:func:`prior_outline`)."""
+    drawn on top in thin black lines, a colour no digit uses (:func:`prior_outline`); with ``square``, a uniform
+    prior's support [-square, square]² is drawn as its square instead."""
     if z.shape[1] != 2:
         raise ValueError(f"latent_scatter draws 2-D codes, got shape {tuple(z.shape)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
     z, labels = z.detach().cpu(), labels.detach().cpu()
     sc = ax.scatter(z[:, 0], z[:, 1], s=s, c=labels, cmap=DIGIT_COLORS, vmin=-0.5, vmax=9.5, rasterized=True)
-    if prior_samples is not None:
+    if square is not None:
+        ax.add_patch(plt.Rectangle((-square, -square), 2 * square, 2 * square, fill=False, color="black", lw=0.9))
+        ax.legend(handles=[Line2D([], [], color="black", lw=0.9, label="the prior's support")], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.14), frameon=False)
+    elif prior_samples is not None:
         prior_outline(prior_samples, ax)
     ax.set_aspect("equal")
     ax.set_xlabel(xlabel)
@@ -53,7 +59,7 @@ def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_
 
 def prior_outline(samples: Tensor, ax: plt.Axes, bins: int = 60) -> None:
     """Thin black contours around the densest regions of 2-D prior ``samples`` holding 50 % (solid) and 95 %
-    (dashed) of them, from a smoothed histogram; a legend names the two lines."""
+    (dashed) of them, from a smoothed histogram; a legend below the axes, off the data, names the two lines."""
     p = samples.detach().float().cpu().numpy()
     hist, xe, ye = np.histogram2d(p[:, 0], p[:, 1], bins=bins)
     hist = gaussian_filter(hist, 1.5)
@@ -64,8 +70,8 @@ def prior_outline(samples: Tensor, ax: plt.Axes, bins: int = 60) -> None:
     ax.contour(*centres, hist.T, levels=sorted({t95, t50}), colors="black", linewidths=0.9,
                linestyles=["dashed", "solid"][-len({t95, t50}):])
     ax.legend(handles=[Line2D([], [], color="black", lw=0.9, ls=ls, label=f"prior, {q} of samples")
-                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], loc="lower right",
-              framealpha=0.8)
+                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], loc="upper center",
+              bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False, title="contours")
 
 
 def code_grid(lim: float | tuple[float, float, float, float], n: int = 15) -> Tensor:

@@ -68,3 +68,15 @@ def test_the_plan_command_and_a_full_mode_chapter_print_the_projection(capsys, m
     out = capsys.readouterr().out
     assert "Projected training time in full mode: about 6 min" in out and "This is a projection" in out
     assert "interrupt the kernel" in out
+
+
+def test_a_plan_over_the_loan_target_is_split_into_loans_of_at_most_8_min(tmp_path):
+    p = plan.project("H200", tmp_path)
+    assert not p["total_within_target"] and p["loans"]
+    assert all(loan["projected_s"] <= plan.CHAPTER_TARGET_S or loan["over"] for loan in p["loans"])
+    covered = [i for loan in p["loans"] for i in loan["items"]]
+    chapters = [c for c in covered if c in plan.FULL]
+    names = {e.name for e in experiments.CATALOGUE.values() if e.chapter not in chapters}
+    assert sorted(c for c in covered if c not in plan.FULL) == sorted(names)  # every experiment once
+    assert sum(loan["projected_s"] for loan in p["loans"]) == pytest.approx(p["total_projected_s"], abs=len(covered))
+    assert "The book in loans of at most 8 min on H200" in plan.markdown(p)
