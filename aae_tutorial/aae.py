@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from . import nets
+from . import checks, nets
 from .checkpoints import RecordsInit
 from .priors import Prior
 from .recipes import COURSE, Recipe
@@ -74,6 +74,7 @@ class AAE(RecordsInit, nn.Module):
     @torch.no_grad()
     def encode(self, x: Tensor, batch_size: int = 10_000) -> Tensor:
         """Codes of many images, in batches: (N, 784) -> (N, z_dim)."""
+        checks.count(batch_size, "batch_size")
         return torch.cat([self.encoder(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()

@@ -102,6 +102,9 @@ class CategoricalAAE(RecordsInit, nn.Module):
         """One minibatch of the three phases; the third (classification) runs only when a labelled batch is given."""
         if (x_labelled is None) != (y_labelled is None):
             raise ValueError("give both x_labelled and y_labelled for the classification phase, or neither")
+        if x_labelled is not None and len(x_labelled) != len(y_labelled):
+            raise ValueError(f"x_labelled and y_labelled must have one label per image, got {len(x_labelled)} images "
+                             f"and {len(y_labelled)} labels")
         n = len(x)
         # Phase 1, reconstruction of unlabelled data: update encoder + decoder (+ cluster heads).
         y_logits, z = self.encode(x, noisy=True)
@@ -141,11 +144,13 @@ class CategoricalAAE(RecordsInit, nn.Module):
     @torch.no_grad()
     def predict_proba(self, x: Tensor, batch_size: int = 10_000) -> Tensor:
         """q(y|x) of each image, without input noise: (N, 784) -> (N, n_classes)."""
+        checks.count(batch_size, "batch_size")
         return torch.cat([self.encode(x[i : i + batch_size])[0].float().softmax(1) for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 10_000) -> tuple[Tensor, Tensor]:
         """Most likely category (N,) and style code (N, z_dim) of each image, without input noise."""
+        checks.count(batch_size, "batch_size")
         ys, zs = [], []
         for i in range(0, len(x), batch_size):
             y_logits, z = self.encode(x[i : i + batch_size])
@@ -162,6 +167,9 @@ class CategoricalAAE(RecordsInit, nn.Module):
     @torch.no_grad()
     def decode(self, y: Tensor, z: Tensor) -> Tensor:
         """Images from categories (N,) and styles (N, z_dim): (N, 784) in [0, 1]."""
+        check_classes(y, self.n_classes, "y")
+        if z.ndim != 2 or z.shape != (len(y), self.z_dim):
+            raise ValueError(f"z must be ({len(y)}, {self.z_dim}): one style per category, got {tuple(z.shape)}")
         return torch.sigmoid(self.decoder(self.representation(F.one_hot(y, self.n_classes).float(), z)).float())
 
 

@@ -307,3 +307,15 @@ def paper_width_table(records: Sequence[dict], title: str = "") -> str:
     return tables.markdown(["experiment", "paper", "paper width", "width", "device, precision", "epochs",
                             "epoch picked", "wall time", "per epoch"], rows, title, note)
 
+
+
+def sweep_table(record: dict, title: str = "") -> str:
+    """A search over one recipe field (``python -m aae_tutorial.run NAME --sweep FIELD ...``): each value's best
+    validation score and the epoch it came at, the chosen value in bold."""
+    field = record["swept"]
+    rows = [[f"**{r[field]:g}** (chosen)" if r[field] == record["chosen"] else f"{r[field]:g}",
+             f"{r['valid_best']:.4g}", r["epoch"]] for r in record["rows"]]
+    note = (f"Chosen on {record['chosen_on']}; {record['scale']} scale (width {record['hidden'][0]}), "
+            f"{record['epochs']} epochs, seed {record['seed']}, recipe {record['recipe']}, {record['device']}, "
+            f"{record['date']}. Record `{record['experiment']}`.")
+    return tables.markdown([field, record["metric"], "epoch"], rows, title, note)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from . import nets
+from . import checks, nets
 from .checkpoints import RecordsInit
 from .priors import Gaussian, Prior
 from .recipes import COURSE, Recipe
@@ -56,6 +56,7 @@ class VAE(RecordsInit, nn.Module):
     def encode(self, x: Tensor, batch_size: int = 10_000, sample: bool = False) -> Tensor:
         """Codes of many images: (N, 784) -> (N, z_dim). The posterior means, or with ``sample`` one draw of
         z ~ q(z|x) per image, which is what the aggregated posterior q(z) is made of."""
+        checks.count(batch_size, "batch_size")
         chunks = [self.posterior(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return torch.cat([q.sample() if sample else q.mean for q in chunks])
 

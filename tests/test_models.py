@@ -178,3 +178,17 @@ def test_vae_codes_are_means_or_samples_of_the_posterior():
 def test_models_refuse_bad_arguments_naming_them(build, error, message):
     with pytest.raises(error, match=message):
         build()
+
+
+def test_bad_inputs_to_encode_decode_and_the_step_name_the_argument():
+    from aae_tutorial.aae import AAE
+    from aae_tutorial.categorical import CategoricalAAE
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got -5"):
+        AAE(priors.Gaussian(2, 1.0), (8, 8)).encode(torch.rand(3, 784), batch_size=-5)
+    model = CategoricalAAE(10, 2, (8, 8))
+    with pytest.raises(ValueError, match=r"y must lie in 0\.\.9"):
+        model.decode(torch.tensor([10]), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="one style per category"):
+        model.decode(torch.tensor([1, 2]), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="one label per image, got 4 images and 3 labels"):
+        model.train_step(torch.rand(4, 784), torch.rand(4, 784), torch.zeros(3, dtype=torch.long))
