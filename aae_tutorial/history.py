@@ -3,6 +3,10 @@ the book is built from."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 
 @dataclass
@@ -26,6 +30,7 @@ class History:
 class Run:
     """What a training run produced and where: the provenance every result in the book carries.
 
+    ``recipe`` is the model's :class:`~aae_tutorial.recipes.Recipe`, so a result names it without being told.
     ``wall_time_s`` is the time of the training run that produced the weights, also when they were loaded from a
     checkpoint (then ``from_checkpoint`` is true). A model trained in a batched ensemble of ``ensemble`` members
     (:func:`fit_together`) is credited with its share, 1/``ensemble``, of the ensemble's time.
@@ -40,6 +45,7 @@ class Run:
     wall_time_s: float
     from_checkpoint: bool = False
     ensemble: int = 1
+    recipe: Recipe | None = None  # the model's training recipe, where it has one
 
     def describe(self) -> str:
         how = f"{self.epochs} epochs, {self.wall_time_s:.1f} s, {self.mode} mode, {self.device}"

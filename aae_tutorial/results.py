@@ -83,12 +83,12 @@ def _finite(values: Sequence[float], what: str) -> list[float]:
 
 
 def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run],
-           recipe: Recipe, paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
+           recipe: Recipe | None = None, paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
     """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.
 
     ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
     and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models behind
-    the values (:mod:`aae_tutorial.recipes`): its name ("paper" or "course") and its settings are recorded.
+    the values (:mod:`aae_tutorial.recipes`), by default the one the runs carry: its name and settings are recorded.
     ``extra`` adds fields of the experiment's own (e.g. the selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
     """
     check_name(experiment, "an experiment name")
@@ -105,6 +105,11 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     mode = runs[0].mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if recipe is None:
+        carried = {r.recipe for r in runs}
+        if len(carried) != 1 or None in carried:
+            raise TypeError("pass recipe=: the runs carry no single recipe (a model without one, or several)")
+        recipe = carried.pop()
     if not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be an aae_tutorial.recipes.Recipe, got {type(recipe).__name__}")
     if paper is not None:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import checkpoints, engine, recipes
+from . import checkpoints, engine, ensemble, recipes
 from .data import LabelledSet, check_images
 from .history import History, Run
 from .mode import RunMode, describe_device
@@ -93,7 +93,7 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
     """The epoch loop: ``step`` on every minibatch, one read of the summed losses per epoch, a finite check.
 
     With one data order this trains ``model`` alone. With M orders, ``model`` is an ensemble
-    (:func:`aae_tutorial.engine.stack` of ``members``): each minibatch holds each member's own ``batch_size`` rows,
+    (:func:`aae_tutorial.ensemble.stack` of ``members``): each minibatch holds each member's own ``batch_size`` rows,
     and the members' weights are copied out before their ``callbacks`` run. A progress bar shows the epochs unless
     ``AAE_PROGRESS=0`` (as in the executed book, which cannot render it).
     """
@@ -114,7 +114,7 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
                                      "training stopped and nothing was saved (lower the learning rates, or check "
                                      "the data)")
         if members:
-            engine.unstack_into(model, members)
+            ensemble.unstack_into(model, members)
         for history, member, callback in zip(histories, members or [model], callbacks):
             History.log(history.losses, means)
             if callback is not None:
@@ -154,10 +154,10 @@ def _checked(data: Tensor | Sequence[Tensor], epochs: int, batch_size: int, mode
     return data
 
 
-def _loaded(name: str, config: dict, meta: dict) -> Run:
+def _loaded(name: str, config: dict, meta: dict, model: nn.Module) -> Run:
     history = History(**meta["history"])
     return Run(name, config, history, meta["mode"], meta["device"], history.epochs, meta["wall_time_s"], True,
-               meta.get("ensemble", 1))
+               meta.get("ensemble", 1), getattr(model, "recipe", None))
 
 
 def _save(path, model: nn.Module, run: Run, key: str) -> None:
@@ -202,7 +202,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     meta = checkpoints.load(path, model, key)
     state = random_state()
     if meta is not None:
-        run = _loaded(name, config, meta)
+        run = _loaded(name, config, meta, model)
     else:
         model.train()
         start = time.perf_counter()
@@ -210,7 +210,8 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
                           [on_epoch_end], name)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
-        run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start)
+        run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start,
+                  recipe=getattr(model, "recipe", None))
         set_random_state(state)
         _save(path, model, run, key)
     model.eval()
@@ -233,7 +234,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
                  batch_size: int = 100,
                  on_epoch_end: Callable[[nn.Module], EpochCallback] | None = None) -> list[tuple[nn.Module, Run]]:
     """:func:`fit` once per member, with the runs that are not yet checkpointed trained together as one batched
-    ensemble (:func:`aae_tutorial.engine.stack`): one step updates every member's model.
+    ensemble (:func:`aae_tutorial.ensemble.stack`): one step updates every member's model.
 
     For each member the global RNG is seeded with its seed, ``make_model(member)`` builds the model and
     ``make_step(model, member.labelled)`` its step, as a chapter would for one run; the ensemble's step is
@@ -263,16 +264,16 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         state = random_state()  # restored at the end: trained or loaded, the same state is left behind
         if meta is not None:
             model.eval()
-            out[member.name] = model, _finish(_loaded(member.name, cfg, meta))
+            out[member.name] = model, _finish(_loaded(member.name, cfg, meta, model))
         else:
             todo.append((member, model, (path, key), order_generator(device)))
     if todo:
         models = [model for _, model, _, _ in todo]
-        ensemble = engine.stack(models).train()
+        batched = ensemble.stack(models).train()
         labelled = [member.labelled for member, *_ in todo]
         stacked = None if labelled[0] is None else LabelledSet.stack(labelled)
         start = time.perf_counter()
-        histories = _train(make_step(ensemble, stacked), ensemble, len(data[0]), epochs, batch_size, device,
+        histories = _train(make_step(batched, stacked), batched, len(data[0]), epochs, batch_size, device,
                            [g for *_, g in todo], [on_epoch_end and on_epoch_end(m) for m in models],
                            ", ".join(member.name for member, *_ in todo), models)
         if torch.device(device).type == "cuda":
@@ -281,7 +282,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         set_random_state(state)
         for (member, model, (path, key), _), history in zip(todo, histories):
             run = Run(member.name, {"seed": member.seed, **config}, history, mode.name, describe_device(device),
-                      epochs, share, ensemble=len(models))
+                      epochs, share, ensemble=len(models), recipe=getattr(model, "recipe", None))
             _save(path, model, run, key)
             model.eval()
             out[member.name] = model, _finish(run)

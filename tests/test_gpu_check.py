@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from aae_tutorial import gpu_check, priors, recipes, train
+from aae_tutorial import gpu_check, priors, recipes
 from aae_tutorial.aae import AAE
 
 
