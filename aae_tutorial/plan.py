@@ -119,6 +119,7 @@ def project(device: str = "H200", results: Path = RESULTS) -> dict:
     return {"device": device, "source": source, "chapters": chapters, "total_projected_s": total,
             "total_within_target": total <= COURSE_TARGET_S,
             "total_model_epochs": sum(c["model_epochs"] for c in chapters.values()),
+            "experiments": {name: round(s, 1) for _, name, s in experiments},
             "loans": loans(experiments) if total > COURSE_TARGET_S else []}
 
 

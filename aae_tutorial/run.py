@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from . import checkpoints, engine, experiments, kinds, recipes, tables
 from .data import cache_dir, load_mnist
 from .experiments import Experiment
-from .files import atomic_write, folder_lock
+from .files import atomic_write, check_writable, folder_lock
 from .history import History
 from .mode import describe_device
 from .results import write_json
@@ -254,9 +254,9 @@ def record_path(name: str, scale: str, root: Path | None = None) -> Path:
 def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, seeds: tuple[int, ...] | None = None,
         hidden: tuple[int, ...] | None = None, device: torch.device | str | None = None, precision: str = "auto",
         checkpoint_every: float = CHECKPOINT_EVERY_S, splits: kinds.Splits | None = None, progress: bool = True,
-        write: bool = True) -> dict:
+        write: bool = True, root: Path | None = None) -> dict:
     """Train every seed of ``exp`` at ``scale`` (overrides: ``epochs``, ``seeds``, ``hidden``) and write its record
-    to :func:`record_path`; returns the record."""
+    to :func:`record_path` (under ``root``, default :func:`results_root`); returns the record."""
     sc = exp.scale(scale)
     epochs = sc.epochs if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -270,7 +270,7 @@ def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, see
     rec = record(exp, scale, results, hidden=hidden, epochs_planned=epochs, device=describe_device(device),
                  precision=precision)
     if write:
-        path = record_path(exp.name, scale)
+        path = record_path(exp.name, scale, root)
         with folder_lock(path.parent):
             write_json(path, rec)
         print(f"{exp.name} ({scale}, width {hidden[0]}, {rec['epochs']} epochs, {precision}, {rec['device']}): "
@@ -314,6 +314,55 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
     return rec
 
 
+#: The order a loan trains in: the paper's headline tables first (sections 5, 6 and 3), then the rest of the book.
+HEADLINE_FIRST = ("semisupervised_100_labels", "semisupervised_1000_labels", "semisupervised_all_labels",
+                  "clustering_k16", "clustering_k30", "parzen_loglik")
+
+
+def loan(budget_min: float, out: Path, *, device: torch.device | str | None = None, dry: bool = False,
+         gpu: str = "H200") -> dict:
+    """Use a GPU loan of ``budget_min`` minutes: the self-check first, then the experiments the run command can train,
+    headline ones first, as many as the plan projects to fit in the time left (2 minutes kept for packing up). Every
+    record, the self-check and a log go into ``out``, ready to tar. ``dry`` checks eagerly at small width and trains
+    each chosen experiment for one epoch at width 16, on any device: what the tests run."""
+    from . import gpu_check, plan
+
+    out = check_writable(Path(out) / "loan.json", "the loan's folder").parent
+    start, log = time.monotonic(), out / "loan.log"
+
+    def note(line: str) -> None:
+        print(line, flush=True)
+        with open(log, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    check = gpu_check.run(dry, out / "gpu_check.json")
+    note(f"gpu_check: {len(check['cases'])} checks, failures: {', '.join(check['failures']) or 'none'}")
+    report = {"budget_min": budget_min, "device": check["device"], "gpu_check_failures": check["failures"],
+              "trained": [], "skipped": [], "dry": dry}
+    if check["failures"] and not dry:
+        note("the self-check failed: nothing trained; see gpu_check.json")
+    else:
+        projected = plan.project(gpu)["experiments"]
+        order = [*HEADLINE_FIRST, *(n for n in experiments.CATALOGUE if n not in HEADLINE_FIRST)]
+        splits = kinds.Splits.of(load_mnist(device or pick_device()))
+        planned = 0.0  # the projected time of what was trained: a run faster than projected leaves no more room
+        for name in (n for n in order if experiments.get(n).kind in kinds.KINDS):
+            left = budget_min * 60 - max(time.monotonic() - start, planned) - 120
+            if projected[name] > left:
+                report["skipped"].append(name)
+                continue
+            note(f"{name}: projected {projected[name] / 60:.1f} min, {left / 60:.1f} min left")
+            planned += projected[name]
+            rec = run(experiments.get(name), "full", epochs=1 if dry else None, hidden=(16, 16) if dry else None,
+                      device=device, splits=splits, progress=False, root=out)
+            report["trained"].append({"experiment": name, "value": rec["value"], "wall_time_s": rec["wall_time_s"]})
+    report["wall_time_s"] = round(time.monotonic() - start, 1)
+    write_json(out / "loan.json", report)
+    note(f"done in {report['wall_time_s'] / 60:.1f} min: {len(report['trained'])} trained, "
+         f"{len(report['skipped'])} left for another loan; tar {out} and bring it back")
+    return report
+
+
 def listing() -> str:
     """Every experiment with its settings at both scales and its planned model-epochs, as a Markdown table."""
     rows = []
@@ -341,11 +390,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS")
     p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's)")
+    p.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="a GPU loan: the self-check, then what fits in MINUTES, headline experiments first, into --out")
+    p.add_argument("--out", default="loan", help="with --budget: the folder for every record and log (default: loan)")
+    p.add_argument("--dry", action="store_true", help="with --budget: eager checks, width 16, one epoch (any device)")
     p.add_argument("--sweep", nargs="+", metavar=("FIELD", "VALUE"),
                    help="train once per value of a recipe field (e.g. --sweep adv_lr 2e-4 1e-3) and pick on validation")
     args = p.parse_args(argv)
     if args.list:
         print(listing())
+        return 0
+    if args.budget is not None:
+        if args.budget <= 0 or args.experiments:
+            p.error("--budget takes a positive number of minutes and no experiment names (it picks them)")
+        loan(args.budget, Path(args.out), device=args.device or None, dry=args.dry)
         return 0
     if not args.experiments:
         p.error("name at least one experiment, or ask for --list")

@@ -159,3 +159,17 @@ def test_a_sweep_picks_on_validation_and_records_every_value(cache):
     assert run.record_path("label_prior_mixture-10k-labels_adv_lr_sweep", "quick").is_file()
     with pytest.raises(ValueError, match="sweep a numeric recipe field"):
         run.sweep(exp, "optimiser", [1.0], splits=fake_splits(), device="cpu")
+
+
+def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, monkeypatch):
+    monkeypatch.setattr(run.kinds.Splits, "of", classmethod(lambda cls, mnist: fake_splits()))
+    monkeypatch.setattr(run, "load_mnist", lambda device: None)
+    out = cache / "loan"
+    run.main(["--budget", "6", "--out", str(out), "--dry", "--device", "cpu"])
+    report = json.loads((out / "loan.json").read_text())
+    assert (out / "gpu_check.json").is_file() and report["dry"] and not report["gpu_check_failures"]
+    trained = [t["experiment"] for t in report["trained"]]
+    assert trained[0] == "semisupervised_100_labels" and len(trained) >= 2  # the headline first, then what fits
+    assert "semisupervised_1000_labels" in report["skipped"]  # it did not fit in what was left
+    assert all((out / "full" / f"{name}.json").is_file() for name in trained)
+    assert "tar" in (out / "loan.log").read_text().splitlines()[-1]
