@@ -15,6 +15,8 @@ from torchvision.utils import make_grid
 from .history import History
 
 DIGIT_COLORS = plt.get_cmap("tab10")
+#: Where a scatter's legend goes: centred below the axes, clear of the tick labels and the axis label, off the data.
+BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "borderaxespad": 3.8, "frameon": False}
 
 
 def image_grid(images: Tensor, nrow: int = 10, ax: plt.Axes | None = None, title: str = "") -> plt.Axes:
@@ -45,8 +47,7 @@ def latent_scatter(z: Tensor, labels: Tensor, ax: plt.Axes | None = None, prior_
     sc = ax.scatter(z[:, 0], z[:, 1], s=s, c=labels, cmap=DIGIT_COLORS, vmin=-0.5, vmax=9.5, rasterized=True)
     if square is not None:
         ax.add_patch(plt.Rectangle((-square, -square), 2 * square, 2 * square, fill=False, color="black", lw=0.9))
-        ax.legend(handles=[Line2D([], [], color="black", lw=0.9, label="the prior's support")], loc="upper center",
-                  bbox_to_anchor=(0.5, -0.14), frameon=False)
+        ax.legend(handles=[Line2D([], [], color="black", lw=0.9, label="the prior's support")], **BELOW)
     elif prior_samples is not None:
         prior_outline(prior_samples, ax)
     ax.set_aspect("equal")
@@ -70,8 +71,7 @@ def prior_outline(samples: Tensor, ax: plt.Axes, bins: int = 60) -> None:
     ax.contour(*centres, hist.T, levels=sorted({t95, t50}), colors="black", linewidths=0.9,
                linestyles=["dashed", "solid"][-len({t95, t50}):])
     ax.legend(handles=[Line2D([], [], color="black", lw=0.9, ls=ls, label=f"prior, {q} of samples")
-                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], loc="upper center",
-              bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False, title="contours")
+                       for ls, q in (("solid", "50 %"), ("dashed", "95 %"))], ncols=2, title="contours", **BELOW)
 
 
 def code_grid(lim: float | tuple[float, float, float, float], n: int = 15) -> Tensor:

@@ -318,9 +318,11 @@ def sweep_table(record: dict, title: str = "") -> str:
     """A search over one recipe field (``python -m aae_tutorial.run NAME --sweep FIELD ...``): each value's best
     validation score and the epoch it came at, the chosen value in bold."""
     field = record["swept"]
+    extra = [k for k in record["rows"][0] if k not in (field, "valid_best", "epoch", "valid_curve", "wall_time_s")]
     rows = [[f"**{r[field]:g}** (chosen)" if r[field] == record["chosen"] else f"{r[field]:g}",
-             f"{r['valid_best']:.4g}", r["epoch"]] for r in record["rows"]]
+             f"{r['valid_best']:.4g}", r["epoch"], *[f"{r[k]:.4g}" for k in extra]] for r in record["rows"]]
     note = (f"Chosen on {record['chosen_on']}; {record['scale']} scale (width {record['hidden'][0]}), "
             f"{record['epochs']} epochs, seed {record['seed']}, recipe {record['recipe']}, {record['device']}, "
             f"{record['date']}. Record `{record['experiment']}`.")
-    return tables.markdown([field, record["metric"], "epoch"], rows, title, note)
+    return tables.markdown([field, record["metric"], "epoch", *[k.replace("_", " ") for k in extra]], rows, title,
+                           note)

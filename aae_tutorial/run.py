@@ -298,7 +298,8 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
         r = train_seed(variant, scale, sc.seeds[0], splits, epochs=epochs or sc.epochs, device=device,
                        precision=precision_for(scale, device), progress=progress, score=False)
         curve = r.history.metrics["valid"]
-        rows.append({field: value, "valid_best": round(best(curve), 4), "epoch": r.selected_epoch,
+        also = {k: v[r.selected_epoch - 1] for k, v in r.history.metrics.items() if k != "valid"}
+        rows.append({field: value, "valid_best": round(best(curve), 4), "epoch": r.selected_epoch, **also,
                      "valid_curve": [round(v, 4) for v in curve], "wall_time_s": round(r.wall_time_s, 1)})
     chosen = best(rows, key=lambda row: row["valid_best"])
     rec = {"experiment": f"{exp.name}_{field}_sweep", "swept": field, "scale": scale, "mode": scale,
