@@ -160,9 +160,9 @@ CATALOGUE: dict[str, Experiment] = {e.name: e for e in [
                Scale((512,), 3), Scale((512,), 20), "test error (%)"),
     Experiment("content_follows_label_05_supervised", "05_supervised", "supervised AAE, 15-D style", "supervised",
                COURSE_FIRM, quick(5), full(50), "decoded images the judge reads as their label (%)",
-               {"z_dim": 15}, trains_on="train+valid", higher_is_better=True),
+               {"z_dim": 15, "z_std": 1.0}, trains_on="train+valid", higher_is_better=True),
     Experiment("supervised_adv_lr_2e-4", "05_supervised", "supervised AAE, 15-D style, adversarial rate 2e-4",
-               "supervised", COURSE, quick(5), full(50), settings={"z_dim": 15}, trains_on="train+valid"),
+               "supervised", COURSE, quick(5), full(50), settings={"z_dim": 15, "z_std": 1.0}, trains_on="train+valid"),
     # chapter 6: semi-supervised classification (paper table 2)
     _semisupervised("100", 10, (1.90, 0.10)),
     _semisupervised("1000", 100, (1.60, 0.08)),

@@ -36,6 +36,7 @@ from .conditional import LabelConditionedAAE, SupervisedAAE
 from .data import LabelledSet
 from .experiments import get
 from .files import check_writable
+from .kinds import gaussian_prior, prior_named
 from .judge import DigitClassifier
 from .mode import describe_device
 from .results import write_json
@@ -95,27 +96,25 @@ def _prior_aae(cls: type, name: str, prior: Callable[[torch.device], priors.Prio
     return lambda h, d: cls(prior(d), h, get(name).recipe)
 
 
-def _GAUSSIAN_2D(device: torch.device) -> priors.Prior:  # noqa: N802 - chapter 3's priors, by device
-    return priors.Gaussian(2, 5.0, device=device)
-
-
-def _MIXTURE(device: torch.device) -> priors.Prior:  # noqa: N802
-    return priors.GaussianMixture(10, device=device)
+def _prior(name: str) -> Callable[[torch.device], priors.Prior]:
+    """Chapter 3's prior ``name`` (:func:`aae_tutorial.kinds.prior_named`), on the device asked for."""
+    return lambda device: prior_named(name, device)
 
 #: Every kind of step the chapters train: (chapters, model builder, step builder), each model with the recipe and
 #: settings of an experiment of the catalogue (:mod:`aae_tutorial.experiments`). The plan refers to these names.
 CASES: dict[str, tuple[str, Build, MakeStep]] = {
     "autoencoder": ("1", lambda h, d: AutoencoderPair(h, get("autoencoder_bce").settings["loss"]), _images),
-    "vae": ("2, 3", _prior_aae(VAE, "prior_match_gaussian_vae", _GAUSSIAN_2D), _images),
-    "vae-mixture": ("3", _prior_aae(VAE, "prior_match_mixture_vae", _MIXTURE), _images),
-    "aae": ("3", lambda h, d: AAE(priors.Gaussian(8, 5.0, device=d), h, get("parzen_loglik").recipe), _images),
-    "aae-paper-recipe": ("3", _prior_aae(AAE, "prior_match_gaussian_aae_paper_recipe", _GAUSSIAN_2D), _images),
-    "aae-mixture": ("3", _prior_aae(AAE, "prior_match_mixture_aae", _MIXTURE), _images),
-    "aae-swiss-roll": ("3", _prior_aae(AAE, "prior_match_swiss-roll_aae", lambda d: priors.SwissRoll(10, device=d)),
+    "vae": ("2, 3", _prior_aae(VAE, "prior_match_gaussian_vae", _prior("gaussian")), _images),
+    "vae-mixture": ("3", _prior_aae(VAE, "prior_match_mixture_vae", _prior("mixture")), _images),
+    "aae": ("3", lambda h, d: AAE(gaussian_prior(get("parzen_loglik"), d), h, get("parzen_loglik").recipe), _images),
+    "aae-paper-recipe": ("3", _prior_aae(AAE, "prior_match_gaussian_aae_paper_recipe", _prior("gaussian")),
+                         _images),
+    "aae-mixture": ("3", _prior_aae(AAE, "prior_match_mixture_aae", _prior("mixture")), _images),
+    "aae-swiss-roll": ("3", _prior_aae(AAE, "prior_match_swiss-roll_aae", _prior("swiss-roll")),
                        _images),
-    "label-conditioned": ("4", _prior_aae(LabelConditionedAAE, "label_prior_mixture-10k-labels", _MIXTURE),
+    "label-conditioned": ("4", _prior_aae(LabelConditionedAAE, "label_prior_mixture-10k-labels", _prior("mixture")),
                           lambda m, data, _: lambda idx: m.train_step(data.x[idx], labels=data.partly[idx])),
-    "supervised": ("5", lambda h, d: SupervisedAAE(priors.Gaussian(15, 1.0, device=d), h,
+    "supervised": ("5", lambda h, d: SupervisedAAE(gaussian_prior(get("content_follows_label_05_supervised"), d), h,
                                                    recipe=get("content_follows_label_05_supervised").recipe),
                    lambda m, data, _: lambda idx: m.train_step(data.x[idx], classes=data.y[idx])),
     "judge": ("5, 6", lambda h, d: DigitClassifier(get("digit_judge").full.hidden),

@@ -107,8 +107,7 @@ def _parzen(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) -> T
     Per epoch: 5,000 samples, σ chosen on the first half of the validation images, the second half scored. Test:
     10,000 samples, σ chosen on all validation images."""
     device = s.x_train.device
-    model = AAE(priors.Gaussian(exp.settings["z_dim"], exp.settings["z_std"], device=device), hidden,
-                exp.recipe).to(device)
+    model = AAE(gaussian_prior(exp, device), hidden, exp.recipe).to(device)
     half = len(s.x_valid) // 2
 
     def validate() -> dict[str, float]:
@@ -129,6 +128,11 @@ def _parzen(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) -> T
                 "n_samples": len(samples)}
 
     return Trainee(model, lambda idx: model.train_step(s.x_train[idx]), (s.x_train,), validate, score)
+
+
+def gaussian_prior(exp: Experiment, device: torch.device | str) -> priors.Gaussian:
+    """The N(0, z_std² I) prior of an experiment whose settings give ``z_dim`` and ``z_std``."""
+    return priors.Gaussian(exp.settings["z_dim"], exp.settings["z_std"], device=device)
 
 
 def prior_named(name: str, device: torch.device | str) -> priors.Prior:
