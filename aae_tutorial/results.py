@@ -326,3 +326,15 @@ def sweep_table(record: dict, title: str = "") -> str:
             f"{record['date']}. Record `{record['experiment']}`.")
     return tables.markdown([field, record["metric"], "epoch", *[k.replace("_", " ") for k in extra]], rows, title,
                            note)
+
+
+def width_line(quick: dict) -> str:
+    """One line that sets a quick record beside the paper-width record of the same experiment, each with its epochs,
+    and the paper's value: what a chapter prints under its table."""
+    wide, name = paper_width(quick["experiment"]), readable(quick["experiment"])
+    paper = "" if quick["paper"] is None else f"; the paper: {_fmt(quick['paper'], quick.get('paper_std'))}"
+    if wide is None:
+        return f"{name}: {quick['value']:.4g} on this page ({quick['epochs']} epochs); no paper-width run yet{paper}"
+    return (f"{name}: {wide['value']:.4g} at the paper's width ({wide['epochs']} epochs on {wide['device']}, "
+            f"{wide['precision']}, epoch {', '.join(map(str, wide['selected_epochs']))} picked on validation) vs "
+            f"{quick['value']:.4g} on this page ({quick['epochs']} epochs, width 256){paper}")
