@@ -113,3 +113,27 @@ def test_ch7_the_recipe_uses_the_categories_and_the_page_states_the_error_gap():
 
 def test_ch8_the_unsupervised_map_uses_most_of_its_heads():
     assert min(record("dimred_2d_unsupervised")["clusters_used"]) >= 14  # of 20
+
+
+WIDE = sorted((RESULTS / "full").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", WIDE, ids=lambda p: p.stem)
+def test_every_paper_width_record_says_how_it_ran_and_picked_its_epoch_on_validation(path):
+    rec = json.loads(path.read_text())
+    exp = experiments.get(rec["experiment"])
+    assert rec["mode"] == "full" and min(rec["hidden"]) >= 1000 and rec["device"] and rec["precision"]
+    assert rec["recipe"] == exp.recipe.name and rec["paper"] == exp.paper
+    for curve, picked in zip(rec["valid_curves"], rec["selected_epochs"]):
+        assert len(curve) == rec["epochs"] <= rec["epochs_planned"]
+        best = max(curve) if exp.higher_is_better else min(curve)
+        assert curve[picked - 1] == best  # the epoch the validation images chose, never the test set
+
+
+@pytest.mark.parametrize("labels", ["100", "1000", "all"])
+def test_ch6_paper_width_closes_part_of_the_gap_but_not_all(labels):
+    path = RESULTS / "full" / f"semisupervised_{labels}_labels.json"
+    if not path.exists():
+        pytest.skip("no paper-width run of this label count yet; the page prints that")
+    wide, quick = json.loads(path.read_text()), record(f"semisupervised_{labels}_labels")
+    assert quick["paper"] < wide["value"] < quick["value"]
