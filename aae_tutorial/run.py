@@ -282,19 +282,27 @@ def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, see
 def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick", *, epochs: int | None = None,
           device: torch.device | str | None = None, splits: kinds.Splits | None = None, progress: bool = True,
           write: bool = True) -> dict:
-    """Train ``exp`` once per value of one of its recipe's fields (e.g. ``adv_lr``) on its first seed, and pick the
-    value on validation: the best validation score each reached, never the test set. Writes
-    ``<scale>/<experiment>_<field>_sweep.json``; train the chosen value as the experiment itself to score it."""
-    if field not in {f for f in asdict(exp.recipe)} - {"name", "optimiser", "generator_loss", "reconstruction"}:
-        raise ValueError(f"sweep a numeric recipe field (lr, adv_lr, clf_lr, momentum, adv_momentum), got {field!r}")
+    """Train ``exp`` once per value of one of its recipe's numeric fields (e.g. ``adv_lr``) or of its model settings
+    (e.g. ``balance``) on its first seed, and pick the value on validation: the best validation score each reached,
+    never the test set. Writes ``<scale>/<experiment>_<field>_sweep.json``; train the chosen value as the experiment
+    itself to score it."""
+    numeric = {"lr", "adv_lr", "clf_lr", "momentum", "adv_momentum"}
+    if field not in numeric and not isinstance(exp.settings.get(field), (int, float)):
+        raise ValueError(f"sweep a numeric recipe field ({', '.join(sorted(numeric))}) or a numeric model setting "
+                         f"of {exp.name} ({', '.join(k for k, v in exp.settings.items() if isinstance(v, float))}), "
+                         f"got {field!r}")
     device = torch.device(device or pick_device())
     splits = splits or kinds.Splits.of(load_mnist(device))
     sc = exp.scale(scale)
     best = max if exp.higher_is_better else min
     rows = []
     for value in values:
-        recipe = dataclasses.replace(exp.recipe, name=f"{exp.recipe.name}, {field} {value:g}", **{field: value})
-        variant = dataclasses.replace(exp, name=f"{exp.name}-{field}-{value:g}", recipe=recipe)
+        if field in numeric:
+            changed = {"recipe": dataclasses.replace(exp.recipe, name=f"{exp.recipe.name}, {field} {value:g}",
+                                                     **{field: value})}
+        else:
+            changed = {"settings": {**exp.settings, field: type(exp.settings[field])(value)}}
+        variant = dataclasses.replace(exp, name=f"{exp.name}-{field}-{value:g}", **changed)
         r = train_seed(variant, scale, sc.seeds[0], splits, epochs=epochs or sc.epochs, device=device,
                        precision=precision_for(scale, device), progress=progress, score=False)
         curve = r.history.metrics["valid"]

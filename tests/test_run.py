@@ -159,6 +159,9 @@ def test_a_sweep_picks_on_validation_and_records_every_value(cache):
     assert run.record_path("label_prior_mixture-10k-labels_adv_lr_sweep", "quick").is_file()
     with pytest.raises(ValueError, match="sweep a numeric recipe field"):
         run.sweep(exp, "optimiser", [1.0], splits=fake_splits(), device="cpu")
+    clusters = run.sweep(tiny("clustering_k16"), "balance", [0.0, 1.0], epochs=1, device="cpu", splits=fake_splits(),
+                         progress=False, write=False)
+    assert [r["balance"] for r in clusters["rows"]] == [0.0, 1.0] and "clusters_used" in clusters["rows"][0]
 
 
 def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, monkeypatch):
