@@ -377,10 +377,10 @@ def test_the_paper_width_table_gives_each_runs_cost(results_dir):
 
 
 def test_a_chapter_line_sets_quick_beside_paper_width_with_epochs(results_dir):
-    quick = results.record("semisupervised_1000_labels", "error (%)", [6.2], seeds=[0], runs=[run(mode="quick")],
+    quick = results.record("semisupervised_7_labels", "error (%)", [6.2], seeds=[0], runs=[run(mode="quick")],
                            recipe=recipes.COURSE, paper=1.6, paper_std=0.08)
-    assert results.width_line(quick) == ("semi-supervised, 1000 labels: 6.2 on this page (3 epochs); no paper-width "
+    assert results.width_line(quick) == ("semi-supervised, 7 labels: 6.2 on this page (3 epochs); no paper-width "
                                          "run yet; the paper: 1.6 ± 0.08")
-    paper_width_record(results_dir, "semisupervised_1000_labels", 2.1)
-    assert results.width_line(quick).startswith("semi-supervised, 1000 labels: 2.1 at the paper's width (60 epochs on "
+    paper_width_record(results_dir, "semisupervised_7_labels", 2.1)
+    assert results.width_line(quick).startswith("semi-supervised, 7 labels: 2.1 at the paper's width (60 epochs on "
                                                 "cpu, bf16, epoch 41 picked on validation) vs 6.2 on this page")
