@@ -96,7 +96,7 @@ def _exclusive(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another process is training {path.stem} now; wait for it, or stop it") from None
+            raise RuntimeError(f"another process is training {path.name} now; wait for it, or stop it") from None
         yield
 
 
