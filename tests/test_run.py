@@ -176,3 +176,10 @@ def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, mon
     assert "semisupervised_1000_labels" in report["skipped"]  # it did not fit in what was left
     assert all((out / "full" / f"{name}.json").is_file() for name in trained)
     assert "tar" in (out / "loan.log").read_text().splitlines()[-1]
+
+
+def test_a_second_process_on_the_same_run_is_refused(cache):
+    exp = tiny("clustering_k16")
+    with run._exclusive(cache / "cache" / "runs" / "clustering_k16-quick-seed0"):
+        with pytest.raises(RuntimeError, match="another process is training clustering_k16-quick-seed0 now"):
+            run.run(exp, "quick", device="cpu", splits=fake_splits(), progress=False)
