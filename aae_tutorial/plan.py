@@ -92,13 +92,13 @@ def _is_gpu_check(value: object) -> bool:
 
 
 def step_ms(ensemble: Ensemble, check: dict | None) -> float:
-    """One step of ``ensemble``: from the check's single and 3-member times (linear in the members in between and
-    beyond), else :data:`H100_STEP_MS`."""
+    """One step of ``ensemble``: from the check's times of the ensemble sizes it measured (1, 3 and 9 members),
+    linear between the two nearest and beyond the largest, else :data:`H100_STEP_MS`."""
     if check is None:
         return H100_STEP_MS
-    cases = {(c["case"], c["members"]): c["step_ms"] for c in check["cases"].values()}
-    one, three = cases[ensemble.step, 1], cases[ensemble.step, 3]
-    return one + (three - one) * (ensemble.members - 1) / 2
+    times = sorted((c["members"], c["step_ms"]) for c in check["cases"].values() if c["case"] == ensemble.step)
+    (m0, t0), (m1, t1) = next(((a, b) for a, b in zip(times, times[1:]) if ensemble.members <= b[0]), times[-2:])
+    return t0 + (t1 - t0) * (ensemble.members - m0) / (m1 - m0)
 
 
 def project(device: str = "H200", results: Path = RESULTS) -> dict:

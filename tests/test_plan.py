@@ -80,3 +80,9 @@ def test_a_plan_over_the_loan_target_is_split_into_loans_of_at_most_8_min(tmp_pa
     assert sorted(c for c in covered if c not in plan.FULL) == sorted(names)  # every experiment once
     assert sum(loan["projected_s"] for loan in p["loans"]) == pytest.approx(p["total_projected_s"], abs=len(covered))
     assert "The book in loans of at most 8 min on H200" in plan.markdown(p)
+
+
+def test_step_times_come_from_the_nearest_measured_ensemble_sizes():
+    check = {"cases": {f"c x{m}": {"case": "c", "members": m, "step_ms": t} for m, t in ((1, 1.0), (3, 2.0), (9, 5.0))}}
+    assert [plan.step_ms(plan.Ensemble("x", "c", m, 1, 1), check) for m in (1, 2, 3, 6, 9, 12)] == [
+        1.0, 1.5, 2.0, 3.5, 5.0, 6.5]
