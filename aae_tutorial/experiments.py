@@ -6,7 +6,7 @@ on a 2-core CPU; what the book's pages execute) and ``full`` (the paper's width)
 ``python -m aae_tutorial.run --list``; train any of it with ``python -m aae_tutorial.run NAME --scale full``.
 
 A setting is stated here once. The paper's values come from its tables (section numbers beside them); where the
-paper is silent the experiment says so in ``note``.
+paper is silent, :mod:`aae_tutorial.recipes` and the chapters say so.
 """
 from __future__ import annotations
 
@@ -75,7 +75,6 @@ class Experiment:
     higher_is_better: bool = False
     paper: float | None = None
     paper_std: float | None = None
-    note: str = ""
 
     def __post_init__(self) -> None:
         if self.trains_on not in ("train", "train+valid"):
@@ -148,7 +147,7 @@ CATALOGUE: dict[str, Experiment] = {e.name: e for e in [
     _prior_match("mixture", "vae", COURSE, full(40, SEEDS3)),
     Experiment("parzen_loglik", "03_aae", "8-D Gaussian AAE, Parzen log-likelihood", "parzen", COURSE, quick(6),
                full(200), "Parzen log-likelihood (nats)", {"z_dim": 8, "z_std": 5.0}, higher_is_better=True,
-               paper=340, paper_std=2, note="σ chosen on the validation images, 10,000 samples (paper §3)"),
+               paper=340, paper_std=2),
     # chapter 4: a label-conditioned prior
     *[Experiment(f"label_prior_{prior}-{labels}-labels", "04_labels", f"label-conditioned AAE, {prior}, {labels} labels",
                  "label_prior", COURSE_LABELS, quick(5), full(50), "test codes in their own component (%)",
