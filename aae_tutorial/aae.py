@@ -34,9 +34,7 @@ class AAE(RecordsInit, nn.Module):
         super().__init__()
         if not isinstance(prior, Prior):
             raise TypeError(f"prior must be a Prior, e.g. priors.Gaussian(2, 5.0), got {prior!r}")
-        if not isinstance(recipe, Recipe):
-            raise TypeError(f"recipe must be a Recipe, e.g. recipes.COURSE, got {recipe!r}")
-        self.prior, self.recipe = prior, recipe
+        self.prior, self.recipe = prior, checks.recipe(recipe)
         self.encoder = nets.encoder(prior.dim, hidden)  # x (B, 784) -> z (B, z_dim)
         self.decoder = nets.decoder(prior.dim + self.decoder_extra, hidden)  # z (B, z_dim [+ extra]) -> (B, 784)
         self.discriminator = nets.discriminator(prior.dim + self.discriminator_extra, hidden)  # -> logit (B, 1)

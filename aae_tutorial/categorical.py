@@ -58,7 +58,7 @@ class CategoricalAAE(RecordsInit, nn.Module):
         if head_dim and head_dim != z_dim:
             raise ValueError(f"with cluster heads the style must live in the same space: z_dim={z_dim} != head_dim={head_dim}")
         self.n_classes, self.z_dim, self.head_dim, self.head_gap = n_classes, z_dim, head_dim, head_gap
-        self.recipe = recipe
+        self.recipe = checks.recipe(recipe)
         self.balance, self.category_use_entropy = balance, CategoryUseEntropy()
         self.input_noise, self.z_std = input_noise, z_std  # the style prior is N(0, z_std^2 I)
         self.trunk = nn.Sequential(*nets.hidden_layers([784, *hidden], batch_norm))  # x (B, 784) -> h (B, hidden[-1])

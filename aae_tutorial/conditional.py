@@ -66,6 +66,8 @@ class SupervisedAAE(AAE):
     def train_step(self, x: Tensor, classes: Tensor) -> dict[str, Tensor]:
         """One minibatch x (B, 784) with its ``classes`` (B,)."""
         check_classes(classes, self.n_classes, "classes")
+        if len(classes) != len(x):
+            raise ValueError(f"classes must give one class per image: {len(classes)} classes for {len(x)} images")
         # Phase 1, reconstruction from the code *and* the class.
         x_hat = self.decoder(torch.cat([self.encoder(x), self.one_hot(classes)], 1))
         loss_rec = reconstruction_loss(x_hat, x, self.recipe.reconstruction)

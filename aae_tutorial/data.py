@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import checks
 from .files import atomic_write
 
 #: SHA-256 of the official, uncompressed MNIST IDX files (identical whichever source wrote them).
@@ -200,6 +201,7 @@ def load_mnist(device: torch.device | str = "cpu", root: Path | None = None) -> 
     """Load MNIST (verified, downloaded or rebuilt as needed) as tensors resident on ``device``."""
     from torchvision.datasets import MNIST as TVMNIST
 
+    device = checks.device(device)
     root = ensure_mnist(root)
     parts = []
     for train in (True, False):

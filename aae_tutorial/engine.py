@@ -63,6 +63,11 @@ def optimisers(model: nn.Module, step: Step | None = None) -> list[torch.optim.O
     return list({id(o): o for o in found}.values())
 
 
+def cuda_present() -> bool:
+    """Whether this machine has a CUDA GPU (the tests fake one)."""
+    return torch.cuda.is_available()
+
+
 class StepRunner:
     """Calls ``step(idx)`` per minibatch, eagerly or as a replayed CUDA graph, and keeps the loss sums on the device."""
 
@@ -70,6 +75,9 @@ class StepRunner:
                  graphs: bool | None = None) -> None:
         self.step, self.desc, self.model, self.device = step, desc, model, torch.device(device)
         self.graphs = graphs_enabled(device) if graphs is None else graphs
+        if graphs and not cuda_present():
+            raise ValueError(f"{desc}: graphs=True needs a CUDA GPU, and this machine has none; leave graphs=None "
+                             "to use them wherever they are available")
         self.sums: dict[str, Tensor] = {}
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoints, engine, experiments, kinds, recipes, tables
+from . import checkpoints, checks, engine, experiments, kinds, recipes, tables
 from .data import cache_dir, load_mnist
 from .experiments import Experiment
 from .files import atomic_write, check_writable, folder_lock
@@ -420,11 +420,16 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [experiments.get(n) for n in args.experiments]  # unknown names fail before any training
     except KeyError as e:
         p.error(e.args[0])
+    if args.dry and args.budget is None:
+        p.error("--dry goes with --budget (a dry run of a loan); without --budget it would train for real")
     if args.device is not None and not args.device.strip():
         p.error("--device must name a device, e.g. cpu or cuda")
+    try:
+        device = checks.device(args.device, "--device") if args.device else pick_device()
+    except ValueError as e:
+        p.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else pick_device()
     splits = kinds.Splits.of(load_mnist(device))
     if args.sweep:
         field, *values = args.sweep

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import checkpoints, engine, ensemble, recipes
+from . import checkpoints, checks, engine, ensemble, recipes
 from .data import LabelledSet, check_images
 from .history import History, Run
 from .mode import RunMode, describe_device
@@ -195,7 +195,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     tensors. ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode
     while it runs. Prints what happened and returns the :class:`Run`.
     """
-    data = _checked(data, epochs, batch_size, mode)
+    data, device = _checked(data, epochs, batch_size, mode), checks.device(device)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     key = checkpoints.key(name, model, step, data, config, mode.name)
     path = checkpoints.path_for(name, key)
@@ -243,7 +243,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
     :class:`Run`; ``on_epoch_end(model)`` makes each model's callback. A single member trains exactly as :func:`fit`
     does, bit for bit; the logged losses of an ensemble are its members' means.
     """
-    data = _checked(data, epochs, batch_size, mode)
+    data, device = _checked(data, epochs, batch_size, mode), checks.device(device)
     names = [m.name for m in members]
     if not members or len(set(names)) != len(names):
         raise ValueError(f"the members' names must be distinct and at least one, got {names}")

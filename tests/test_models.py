@@ -192,3 +192,18 @@ def test_bad_inputs_to_encode_decode_and_the_step_name_the_argument():
         model.decode(torch.tensor([1, 2]), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="one label per image, got 4 images and 3 labels"):
         model.train_step(torch.rand(4, 784), torch.rand(4, 784), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("build", [lambda r: AAE(priors.Gaussian(2), (8,), r), lambda r: vae.VAE(priors.Gaussian(2), (8,), r),
+                                   lambda r: CategoricalAAE(10, 2, (8,), recipe=r),
+                                   lambda r: SupervisedAAE(priors.Gaussian(2), (8,), 10, r)])
+@pytest.mark.parametrize("wrong", ["paper", 1e-3])
+def test_every_model_refuses_a_recipe_that_is_not_a_recipe(build, wrong):
+    with pytest.raises(TypeError, match="recipe must be a Recipe, e.g. recipes.COURSE"):
+        build(wrong)
+
+
+def test_supervised_step_refuses_classes_that_do_not_match_the_images():
+    model = SupervisedAAE(priors.Gaussian(2), (8,))
+    with pytest.raises(ValueError, match="one class per image: 5 classes for 20 images"):
+        model.train_step(torch.rand(20, 784), torch.zeros(5, dtype=torch.long))
