@@ -185,6 +185,21 @@ def clustering_error(model: CategoricalAAE, x: Tensor, y: Tensor, x_valid: Tenso
     return metrics.error_rate(names[model.predict(x)[0]], y)
 
 
+def clustering_scores(models: Sequence[CategoricalAAE], test: tuple[Tensor, Tensor], valid: tuple[Tensor, Tensor],
+                      train: tuple[Tensor, Tensor]) -> dict[str, list]:
+    """Section 6's scores of each model on the test images: ``errors`` by the paper's rule (each cluster named by its
+    most confident validation image), ``majority_rule_errors`` (each cluster named by its training images' majority
+    label) and ``clusters_used`` (categories holding at least 0.5 % of the test images)."""
+    scores: dict[str, list] = {"errors": [], "majority_rule_errors": [], "clusters_used": []}
+    for model in models:
+        assigned = model.predict(test[0])[0]
+        named = metrics.majority_cluster_labels(model.predict(train[0])[0], train[1], model.n_classes)
+        scores["errors"].append(clustering_error(model, *test, *valid))
+        scores["majority_rule_errors"].append(round(metrics.error_rate(named[assigned], test[1]), 2))
+        scores["clusters_used"].append(metrics.clusters_used(assigned, model.n_classes))
+    return scores
+
+
 def semisupervised_step(model: CategoricalAAE, x: Tensor,
                         labelled: LabelledSet) -> Callable[[Tensor], dict[str, Tensor]]:
     """The training step of section 5: the unlabelled minibatch ``x[idx]`` and, every step, a fresh random labelled

@@ -249,6 +249,15 @@ class LabelledSet:
         self.offsets = [sum(self.sizes[:m]) for m in range(len(self.sizes))]
 
     @classmethod
+    def balanced(cls, x: Tensor, y: Tensor, per_class: int | None, seed: int) -> LabelledSet:
+        """``per_class`` seeded examples of each digit of ``x, y`` (:func:`balanced_subset`), or all of them where
+        ``per_class`` is ``None`` (the "all labels" runs)."""
+        if per_class is None:
+            return cls(x, y)
+        idx = balanced_subset(y, per_class, seed).to(x.device)
+        return cls(x[idx], y[idx])
+
+    @classmethod
     def stack(cls, sets: Sequence[LabelledSet]) -> LabelledSet:
         """One set per member of an ensemble, in the members' order."""
         if not sets:

@@ -60,17 +60,10 @@ class Trainee:
     score: Callable[[], dict]
 
 
-def _labelled(exp: Experiment, s: Splits, seed: int) -> LabelledSet:
-    if exp.labels_per_class is None:
-        return LabelledSet(s.x_train, s.y_train)
-    idx = balanced_subset(s.y_train, exp.labels_per_class, seed).to(s.x_train.device)
-    return LabelledSet(s.x_train[idx], s.y_train[idx])
-
-
 def _classifier(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) -> Trainee:
     """Section 5: the semi-supervised AAE, or its labels-only baseline; category i is digit i."""
     model = CategoricalAAE(10, hidden=hidden, recipe=exp.recipe, **exp.settings).to(s.x_train.device)
-    labelled = _labelled(exp, s, seed)
+    labelled = LabelledSet.balanced(s.x_train, s.y_train, exp.labels_per_class, seed)
     if exp.kind == "labels_only":
         step = categorical.labels_only_step(model, labelled)
     else:

@@ -82,6 +82,13 @@ def _finite(values: Sequence[float], what: str) -> list[float]:
     return out
 
 
+def record_of(exp, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run], **extra) -> dict:
+    """:func:`record` for an experiment of the catalogue (:mod:`aae_tutorial.experiments`): its name, metric and the
+    paper's value come from ``exp``."""
+    return record(exp.name, exp.metric, values, seeds=seeds, runs=runs, paper=exp.paper, paper_std=exp.paper_std,
+                  **extra)
+
+
 def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run],
            recipe: Recipe | None = None, paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
     """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.

@@ -16,7 +16,7 @@ import html
 import io
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -42,12 +42,13 @@ def sharpest(images: Tensor, n: int) -> tuple[int, int]:
     return k % n, n - 1 - k // n
 
 
-def _static_html(images: Tensor, values: list[float], title: str) -> str:
-    """Two range inputs over a precomputed grid of decoded images (row-major, top row = largest z2)."""
+def _static_html(images: Tensor, values: list[float], title: str, start: tuple[int, int]) -> str:
+    """Two range inputs over a precomputed grid of decoded images (row-major, top row = largest z2), at the slider
+    positions ``start``."""
     n = len(values)
     uris = [f"data:image/png;base64,{base64.b64encode(_png(im)).decode()}" for im in images]
     uid = f"latent-explorer-{uuid.uuid4().hex[:8]}"
-    i, j = sharpest(images, n)
+    i, j = start
     return f"""<div class="latent-explorer" id="{uid}" style="display:flex;gap:1.5em;align-items:center">
 <div style="font-family:monospace">
 <div><b>{html.escape(title)}</b></div>
@@ -108,10 +109,23 @@ class LatentExplorer:
         return {**bundle, "text/html": self.static_html}
 
 
+def central(codes: Tensor, values: Sequence[float]) -> tuple[int, int]:
+    """Slider positions (i, j) of the grid point nearest the centre of a cloud of 2-D ``codes`` (N, 2): the code
+    nearest their coordinate-wise median, so the start lies inside the cloud even where its middle is empty."""
+    if not isinstance(codes, Tensor) or codes.ndim != 2 or codes.shape[1] != 2 or not len(codes):
+        raise ValueError(f"codes must be a non-empty (N, 2) tensor, got {getattr(codes, 'shape', type(codes))}")
+    codes = codes.detach().float().cpu()
+    centre = codes[(codes - codes.median(0).values).norm(dim=1).argmin()]
+    grid = torch.tensor(values)
+    return int((grid - centre[0]).abs().argmin()), int((grid - centre[1]).abs().argmin())
+
+
 def latent_explorer(decode: Callable[[Tensor], Tensor], lim: float = 3.0, n: int = 11,
-                    device: torch.device | str = "cpu", title: str = "") -> LatentExplorer:
+                    device: torch.device | str = "cpu", title: str = "",
+                    codes: Tensor | None = None) -> LatentExplorer:
     """Sliders over a 2-D code (z1, z2) in [-lim, lim]^2 and the digit ``decode`` draws there, starting at the
-    crispest digit of the grid (:func:`sharpest`)."""
+    centre of the cloud of ``codes`` (:func:`central`; e.g. the test images' codes) or, without them, at the crispest
+    digit of the grid (:func:`sharpest`)."""
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
     if lim <= 0:
@@ -119,6 +133,6 @@ def latent_explorer(decode: Callable[[Tensor], Tensor], lim: float = 3.0, n: int
     with torch.no_grad():
         images = decode(code_grid(lim, n).to(device)).cpu()  # (n*n, 784), top row first
     values = np.linspace(-lim, lim, n).tolist()
-    i, j = sharpest(images, n)
+    i, j = sharpest(images, n) if codes is None else central(codes, values)
     return LatentExplorer(*_live_widget(decode, lim, device, title, (values[i], values[j])),
-                          _static_html(images, values, title))
+                          _static_html(images, values, title, (i, j)))

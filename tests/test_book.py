@@ -119,6 +119,18 @@ def test_code_lines_fit_the_page(path):
     assert not long, f"{len(long)} code lines longer than {MAX_CODE_LINE} characters: {long[:3]}"
 
 
+#: A learner reads a cell at a glance: every code cell is shorter than this.
+MAX_CELL_LINES = 30
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_is_short_enough_to_read_at_a_glance(path):
+    nb = nbformat.read(path, as_version=4)
+    long = {i: len(c.source.splitlines()) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and len(c.source.splitlines()) >= MAX_CELL_LINES}
+    assert not long, f"cells of {MAX_CELL_LINES} lines or more (cell: lines): {long}"
+
+
 def colab_url(notebook: str) -> str:
     repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
     path = f"{CONFIG['repository']['path_to_book']}/{notebook}".lstrip("/")
