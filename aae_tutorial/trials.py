@@ -1,0 +1,79 @@
+"""The log of what was tried at the paper's width: an experiment's own record beside runs that each change one thing
+(``python -m aae_tutorial.run NAME --scale full --sweep FIELD VALUE``, and the experiment's ``_paper_recipe`` variant),
+compared at equal epochs by the best validation score each reached within them. The test images play no part: a
+change is kept or dropped on validation alone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import tables
+from .results import BOOK_RESULTS, load, results_dir
+
+
+def _folder(folder: Path | None) -> Path | None:
+    """The ``full/`` folder holding ``experiment``'s records: ``folder``, else the results folder, else the
+    repository's."""
+    for root in ([Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]):
+        if (root / "full").is_dir():
+            return root / "full"
+    return None
+
+
+def _best(curve: list[float], epochs: int, higher_is_better: bool) -> tuple[float, int]:
+    """The best value of the first ``epochs`` entries of a validation curve and its (1-based) epoch."""
+    shown = curve[:epochs]
+    value = (max if higher_is_better else min)(shown)
+    return value, shown.index(value) + 1
+
+
+def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_better: bool = False) -> list[dict]:
+    """One row per run: ``change`` (``None`` for the experiment itself), ``valid`` (the best validation value within
+    ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged. Runs shorter than
+    ``epochs`` are left out, so that every row is compared at the same length."""
+    full = _folder(folder)
+    if full is None:
+        return []
+    found = []
+    own = full / f"{experiment}.json"
+    candidates = [(None, own)] if own.is_file() else []
+    candidates.append(("the paper's recipe and networks", full / f"{experiment}_paper_recipe.json"))
+    for change, path in candidates:
+        if not path.is_file():
+            continue
+        rec = load(path)
+        curve = rec["valid_curves"][0]
+        if len(curve) < epochs:
+            continue
+        value, epoch = _best(curve, epochs, higher_is_better)
+        found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(curve), "clusters_used": None})
+    for path in sorted(full.glob(f"{experiment}_*_sweep.json")):
+        rec = load(path)
+        field = rec["swept"]
+        for row in rec["rows"]:
+            if len(row["valid_curve"]) < epochs:
+                continue
+            value, epoch = _best(row["valid_curve"], epochs, higher_is_better)
+            used = row.get("clusters_used") if epoch == row["epoch"] else None
+            found.append({"change": f"{field} {row[field]:g}", "valid": value, "epoch": epoch,
+                          "epochs": len(row["valid_curve"]), "clusters_used": used})
+    return found
+
+
+def table(experiment: str, epochs: int, baseline: str, folder: Path | None = None,
+          higher_is_better: bool = False) -> str:
+    """The rows of :func:`rows` as a Markdown table, each with its difference from the experiment's own settings
+    (named ``baseline``), best first."""
+    found = rows(experiment, epochs, folder, higher_is_better)
+    base = next((r["valid"] for r in found if r["change"] is None), None)
+    sign = -1 if higher_is_better else 1
+    body = []
+    for r in sorted(found, key=lambda r: sign * r["valid"]):
+        delta = "" if base is None or r["change"] is None else f"{r['valid'] - base:+.2f}"
+        used = "–" if r["clusters_used"] is None else f"{r['clusters_used']:g}"
+        body.append([r["change"] or f"none ({baseline})", f"{r['valid']:.2f}", r["epoch"], delta, used])
+    note = (f"Each run at the paper's width (1000 units), seed 0, compared over its first {epochs} epochs by its best "
+            f"validation score; the test images were not used. Categories used: on the validation images at that "
+            f"epoch, where the run logged it. Records: `book/results/full/{experiment}*.json`.")
+    return tables.markdown(["change from " + baseline, "best on validation", "at epoch", "vs none",
+                            "categories used"], body, f"What was tried at the paper's width ({epochs} epochs)", note)

@@ -1,0 +1,29 @@
+import json
+
+from aae_tutorial import trials
+
+
+def write(folder, name, record):
+    (folder / "full").mkdir(parents=True, exist_ok=True)
+    (folder / "full" / f"{name}.json").write_text(json.dumps(record))
+
+
+def test_each_change_is_compared_with_the_experiment_at_equal_epochs_on_validation(tmp_path):
+    write(tmp_path, "exp", {"valid_curves": [[30.0, 25.0, 20.0, 10.0]], "value": 1.0})  # 10 only after epoch 3
+    write(tmp_path, "exp_paper_recipe", {"valid_curves": [[40.0, 35.0, 38.0]], "value": 99.0})
+    write(tmp_path, "exp_balance_sweep", {"swept": "balance", "rows": [
+        {"balance": 2.0, "valid_curve": [28.0, 22.0, 24.0], "epoch": 2, "clusters_used": 16},
+        {"balance": 0.5, "valid_curve": [50.0, 45.0], "epoch": 2, "clusters_used": 9}]})  # too short: left out
+    found = trials.rows("exp", 3, tmp_path)
+    assert [(r["change"], r["valid"], r["epoch"]) for r in found] == [
+        (None, 20.0, 3), ("the paper's recipe and networks", 35.0, 2), ("balance 2", 22.0, 2)]
+    text = trials.table("exp", 3, "the chapter's settings", tmp_path)
+    lines = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert lines[0].startswith("| none (the chapter's settings) | 20.00 | 3 |")
+    assert lines[1] == "| balance 2 | 22.00 | 2 | +2.00 | 16 |"
+    assert lines[2].startswith("| the paper's recipe and networks | 35.00 | 2 | +15.00 |")
+    assert "99" not in text and "1.0" not in text  # the test values play no part
+
+
+def test_no_records_give_no_rows(tmp_path):
+    assert trials.rows("exp", 20, tmp_path) == []
