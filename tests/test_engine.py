@@ -82,6 +82,7 @@ def fake_cuda(monkeypatch) -> None:
     for name in FAKED:
         monkeypatch.setattr(torch.cuda, name, getattr(FakeCuda, name))
     monkeypatch.setattr(engine, "cuda_present", lambda: True)
+    monkeypatch.setattr(engine, "_CAPTURE_DISABLED", None)  # a failed capture here must not leak into other tests
 
 
 def test_capture_failure_warns_once_and_trains_exactly_like_eager(monkeypatch):

@@ -2,8 +2,11 @@
 import json
 
 import nbformat
+import pytest
 
 from aae_tutorial import course, full_course
+
+pytestmark = pytest.mark.notebooks  # executes or reads the book: not in the torch-floor run
 
 CELL = """
 import torch

@@ -43,6 +43,7 @@ def notebook(mode: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.Not
     return nb
 
 
+@pytest.mark.notebooks
 def test_nbval_runs_a_full_mode_notebook_in_quick_mode_and_still_checks_the_rest(pytester, monkeypatch):
     monkeypatch.setenv("AAE_MODE", "quick")
     pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
