@@ -140,6 +140,9 @@ def ensure_mnist(root: Path | None = None) -> Path:
     if (why := _writable(root)) is not None:
         raise MNISTUnavailable(f"MNIST is not in the cache and the cache folder cannot be written: {why}. "
                                "Set AAE_CACHE_DIR to a writable folder and run again.")
+    if blocked := [p for p in (root / "MNIST" / "raw" / n for n in RAW_SHA256) if p.exists() and not p.is_file()]:
+        raise MNISTUnavailable(f"{', '.join(map(str, blocked))}: not a file where an MNIST IDX file belongs; remove "
+                               f"{'it' if len(blocked) == 1 else 'them'} (e.g. rm -r '{blocked[0]}') and run again")
     errors = []
     for name, fetch in SOURCES:
         try:

