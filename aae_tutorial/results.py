@@ -42,14 +42,24 @@ PAPER_EPOCHS_NOTE = ("The paper's numbers come from far longer runs than ours (t
                      "transcribes its appendix trains 2,000–5,000 epochs).")
 
 
-def paper_width(experiment: str, folder: Path | None = None) -> dict | None:
-    """The paper-width record of ``experiment`` (``full/<experiment>.json`` in ``folder``, else in the results folder,
-    else in the repository's), or ``None`` where no paper-width run has been recorded."""
-    for root in ([Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]):
-        path = root / "full" / f"{experiment}.json"
+def roots(folder: Path | None = None) -> list[Path]:
+    """Where the run command's records are looked for: ``folder``, else the results folder, then the repository's."""
+    return [Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]
+
+
+def recorded(experiment: str, scale: str, folder: Path | None = None) -> dict | None:
+    """The run command's record of ``experiment`` at ``scale`` (``<scale>/<experiment>.json`` under the first of
+    :func:`roots` that has it), or ``None`` where it has not been run."""
+    for root in roots(folder):
+        path = root / scale / f"{experiment}.json"
         if path.is_file():
             return load(path)
     return None
+
+
+def paper_width(experiment: str, folder: Path | None = None) -> dict | None:
+    """The paper-width record of ``experiment``, or ``None`` where no paper-width run has been recorded."""
+    return recorded(experiment, "full", folder)
 
 
 def paper_width_cell(record: dict | None) -> str:
@@ -295,10 +305,10 @@ def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = 
 
 
 def paper_width_records(folder: Path | None = None) -> list[dict]:
-    """Every paper-width record (``full/*.json`` of ``folder``, else of the results folder, else the repository's)."""
-    roots = [Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]
-    for root in roots:
-        if paths := sorted((root / "full").glob("*.json")):
+    """Every paper-width record of an experiment (``full/*.json`` under the first of :func:`roots` that has any; the
+    searches of ``--sweep``, ``full/*_sweep.json``, are not experiments' records)."""
+    for root in roots(folder):
+        if paths := [p for p in sorted((root / "full").glob("*.json")) if not p.stem.endswith("_sweep")]:
             return [load(p) for p in paths]
     return []
 
@@ -333,6 +343,16 @@ def sweep_table(record: dict, title: str = "") -> str:
             f"{record['date']}. Record `{record['experiment']}`.")
     return tables.markdown([field, record["metric"], "epoch", *[k.replace("_", " ") for k in extra]], rows, title,
                            note)
+
+
+def seeds_line(experiment: str, folder: Path | None = None) -> str:
+    """One line for the run command's quick-scale record of ``experiment`` over several seeds (``python -m
+    aae_tutorial.run NAME --seeds 0 1 2``): mean ± std over the seeds, with its epochs; or that none is recorded."""
+    rec, name = recorded(experiment, "quick", folder), readable(experiment)
+    if rec is None:
+        return f"{name}: no multi-seed record yet (python -m aae_tutorial.run {experiment} --seeds 0 1 2)"
+    return (f"{name}: {_fmt(rec['value'], rec['std'])} over seeds {', '.join(map(str, rec['seeds']))} "
+            f"({rec['epochs']} epochs at width {rec['hidden'][0]}, each seed's epoch picked on validation)")
 
 
 def width_line(quick: dict) -> str:

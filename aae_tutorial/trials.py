@@ -8,16 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import tables
-from .results import BOOK_RESULTS, load, results_dir
+from .results import load, roots
 
 
 def _folder(folder: Path | None) -> Path | None:
-    """The ``full/`` folder holding ``experiment``'s records: ``folder``, else the results folder, else the
-    repository's."""
-    for root in ([Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]):
-        if (root / "full").is_dir():
-            return root / "full"
-    return None
+    """The first ``full/`` folder of :func:`aae_tutorial.results.roots` that exists."""
+    return next((root / "full" for root in roots(folder) if (root / "full").is_dir()), None)
 
 
 def _best(curve: list[float], epochs: int, higher_is_better: bool) -> tuple[float, int]:

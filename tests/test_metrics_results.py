@@ -384,3 +384,21 @@ def test_a_chapter_line_sets_quick_beside_paper_width_with_epochs(results_dir):
     paper_width_record(results_dir, "semisupervised_7_labels", 2.1)
     assert results.width_line(quick).startswith("semi-supervised, 7 labels: 2.1 at the paper's width (60 epochs on "
                                                 "cpu, bf16, epoch 41 picked on validation) vs 6.2 on this page")
+
+
+def test_the_searches_of_sweep_are_not_taken_for_experiments_records(results_dir):
+    paper_width_record(results_dir, "clustering_k16", 28.1)
+    results.write_json(results_dir / "full" / "clustering_k16_balance_sweep.json", {"swept": "balance", "rows": []})
+    assert [r["experiment"] for r in results.paper_width_records(results_dir)] == ["clustering_k16"]
+
+
+def test_a_seed_line_gives_the_mean_and_spread_over_seeds_or_says_none_is_recorded(results_dir):
+    assert results.seeds_line("semisupervised_7_labels", results_dir) == (
+        "semi-supervised, 7 labels: no multi-seed record yet (python -m aae_tutorial.run semisupervised_7_labels "
+        "--seeds 0 1 2)")
+    (results_dir / "quick").mkdir()
+    results.write_json(results_dir / "quick" / "semisupervised_7_labels.json",
+                       {"value": 6.2, "std": 0.31, "seeds": [0, 1, 2], "epochs": 3, "hidden": [256, 256]})
+    assert results.seeds_line("semisupervised_7_labels", results_dir) == (
+        "semi-supervised, 7 labels: 6.2 ± 0.31 over seeds 0, 1, 2 (3 epochs at width 256, each seed's epoch picked "
+        "on validation)")
