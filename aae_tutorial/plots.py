@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from .history import History
+from .results import readable
 
 DIGIT_COLORS = plt.get_cmap("tab10")
 #: Where a scatter's legend goes: centred below the axes, clear of the tick labels and the axis label, off the data.
@@ -115,3 +116,25 @@ def loss_curves(history: History, ax: plt.Axes | None = None, title: str = "") -
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def validation_curves(records: list[dict], ncols: int = 3) -> plt.Figure:
+    """One panel per paper-width record (``python -m aae_tutorial.run NAME --scale full``): each seed's validation
+    curve, the epoch validation picked (a ring) and, where the paper gives one, its test value (dashed), so that a
+    run which misses the paper shows how it got there."""
+    nrows = max(1, -(-len(records) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), layout="constrained", squeeze=False)
+    for ax, rec in zip(axes.flat, records):
+        for curve, picked in zip(rec["valid_curves"], rec["selected_epochs"]):
+            ax.plot(range(1, len(curve) + 1), curve, lw=1.2)
+            ax.plot(picked, curve[picked - 1], "o", mfc="none", ms=9, color=ax.lines[-1].get_color())
+        if rec.get("paper") is not None:
+            ax.axhline(rec["paper"], ls="--", color="k", lw=1, label="the paper (test)")
+            ax.legend(loc="best", fontsize=9)
+        ax.set_title(f"{readable(rec['experiment'])}\n(width {rec['hidden'][0]}, {rec['precision']}, {rec['epochs']} ep)",
+                     fontsize=10)
+        ax.set_ylabel(rec["metric"].replace("test ", "validation ").split(",")[0], fontsize=9)
+        epoch_axis(ax)
+    for ax in list(axes.flat)[len(records):]:
+        ax.set_visible(False)
+    return fig

@@ -60,3 +60,19 @@ def test_a_figure_without_text_needs_no_floor_and_an_unrecorded_png_is_unknown(t
     fig.savefig(plain)
     plt.close(fig)
     assert figures.smallest_type_px(plain) is None and figures.readable_width(plain) is None
+
+
+def test_paper_width_curves_mark_the_picked_epoch_and_the_papers_value():
+    from aae_tutorial import plots
+
+    rec = {"experiment": "semisupervised_1000_labels", "valid_curves": [[5.0, 4.0, 4.5]], "selected_epochs": [2],
+           "paper": 1.6, "precision": "bf16", "epochs": 3, "hidden": [1000, 1000],
+           "metric": "test error (%), 1000 labels"}
+    fig = plots.validation_curves([rec, {**rec, "paper": None}], ncols=3)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2 and not fig.axes[2].get_visible()
+    curve, ring = panels[0].lines[:2]
+    assert list(curve.get_ydata()) == [5.0, 4.0, 4.5] and (ring.get_xdata()[0], ring.get_ydata()[0]) == (2, 4.0)
+    assert [line.get_ydata()[0] for line in panels[0].lines[2:]] == [1.6] and len(panels[1].lines) == 2
+    assert panels[0].get_ylabel() == "validation error (%)"
+    plt.close(fig)
