@@ -5,6 +5,7 @@ change is kept or dropped on validation alone.
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from . import tables
@@ -25,7 +26,9 @@ def _best(curve: list[float], epochs: int, higher_is_better: bool) -> tuple[floa
 
 def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_better: bool = False) -> list[dict]:
     """One row per run: ``change`` (``None`` for the experiment itself), ``valid`` (the best validation value within
-    ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged. Runs shorter than
+    ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged, and for the records
+    of whole experiments ``swing``, the median change of the validation value from one epoch to the next (how much
+    one seed's best can move by chance). Runs shorter than
     ``epochs`` are left out, so that every row is compared at the same length."""
     full = _folder(folder)
     if full is None:
@@ -42,7 +45,8 @@ def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_bet
         if len(curve) < epochs:
             continue
         value, epoch = _best(curve, epochs, higher_is_better)
-        found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(curve), "clusters_used": None})
+        found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(curve), "clusters_used": None,
+                      "swing": statistics.median(abs(b - a) for a, b in zip(curve[:epochs - 1], curve[1:epochs]))})
     for path in sorted(full.glob(f"{experiment}_*_sweep.json")):
         rec = load(path)
         field = rec["swept"]
@@ -61,7 +65,8 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
     """The rows of :func:`rows` as a Markdown table, each with its difference from the experiment's own settings
     (named ``baseline``), best first."""
     found = rows(experiment, epochs, folder, higher_is_better)
-    base = next((r["valid"] for r in found if r["change"] is None), None)
+    own = next((r for r in found if r["change"] is None), None)
+    base = None if own is None else own["valid"]
     sign = -1 if higher_is_better else 1
     body = []
     for r in sorted(found, key=lambda r: sign * r["valid"]):
@@ -70,6 +75,9 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
         body.append([r["change"] or f"none ({baseline})", f"{r['valid']:.2f}", r["epoch"], delta, used])
     note = (f"Each run at the paper's width (1000 units), seed 0, compared over its first {epochs} epochs by its best "
             f"validation score; the test images were not used. Categories used: on the validation images at that "
-            f"epoch, where the run logged it. Records: `book/results/full/{experiment}*.json`.")
+            f"epoch, where the run logged it. Records: `book/results/full/{experiment}*.json`."
+            + ("" if own is None or epochs < 2 else
+               f" One seed each: with {baseline}, the validation value moves by {own['swing']:.2f} from one epoch to "
+               "the next (median), so a difference smaller than that is no evidence either way."))
     return tables.markdown(["change from " + baseline, "best on validation", "at epoch", "vs none",
                             "categories used"], body, f"What was tried at the paper's width ({epochs} epochs)", note)

@@ -23,6 +23,7 @@ def test_each_change_is_compared_with_the_experiment_at_equal_epochs_on_validati
     assert lines[1] == "| balance 2 | 22.00 | 2 | +2.00 | 16 |"
     assert lines[2].startswith("| the paper's recipe and networks | 35.00 | 2 | +15.00 |")
     assert "99" not in text and "1.0" not in text  # the test values play no part
+    assert "moves by 5.00 from one epoch to the next (median)" in text  # 30 -> 25 -> 20 within the 3 epochs
 
 
 def test_no_records_give_no_rows(tmp_path):
