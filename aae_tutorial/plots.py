@@ -118,7 +118,7 @@ def loss_curves(history: History, ax: plt.Axes | None = None, title: str = "") -
     return ax
 
 
-def validation_curves(records: list[dict], ncols: int = 3) -> plt.Figure:
+def validation_curves(records: list[dict], ncols: int = 2) -> plt.Figure:
     """One panel per paper-width record (``python -m aae_tutorial.run NAME --scale full``): each seed's validation
     curve, the epoch validation picked (a ring) and, where the paper gives one, its test value (dashed), so that a
     run which misses the paper shows how it got there."""
