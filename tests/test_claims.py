@@ -137,3 +137,21 @@ def test_ch6_paper_width_closes_part_of_the_gap_but_not_all(labels):
         pytest.skip("no paper-width run of this label count yet; the page prints that")
     wide, quick = json.loads(path.read_text()), record(f"semisupervised_{labels}_labels")
     assert quick["paper"] < wide["value"] < quick["value"]
+
+
+def multi_seed(experiment: str) -> dict:
+    """The run command's quick-scale record of ``experiment`` over seeds 0, 1 and 2 (``book/results/quick/``)."""
+    rec = json.loads((RESULTS / "quick" / f"{experiment}.json").read_text())
+    assert rec["seeds"] == [0, 1, 2] and rec["mode"] == "quick" and rec["std"] is not None
+    return rec
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "mixture"])
+def test_ch3_over_three_seeds_the_aae_matches_the_prior_better_by_two_standard_deviations(prior):
+    aae, vae = multi_seed(f"prior_match_{prior}_aae"), multi_seed(f"prior_match_{prior}_vae")
+    assert aae["value"] + 2 * aae["std"] < vae["value"] - 2 * vae["std"], (aae["values"], vae["values"])
+
+
+def test_ch6_over_three_seeds_the_semisupervised_aae_beats_labels_only_with_1000_labels():
+    aae, alone = multi_seed("semisupervised_1000_labels"), multi_seed("semisupervised_1000_labels_labels_only")
+    assert aae["value"] + aae["std"] < alone["value"] - alone["std"], (aae["values"], alone["values"])
