@@ -68,16 +68,19 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
     own = next((r for r in found if r["change"] is None), None)
     base = None if own is None else own["valid"]
     sign = -1 if higher_is_better else 1
+    counted = any(r["clusters_used"] is not None for r in found)  # the clustering runs log their categories
     body = []
     for r in sorted(found, key=lambda r: sign * r["valid"]):
         delta = "" if base is None or r["change"] is None else f"{r['valid'] - base:+.2f}"
-        used = "–" if r["clusters_used"] is None else f"{r['clusters_used']:g}"
-        body.append([r["change"] or f"none ({baseline})", f"{r['valid']:.2f}", r["epoch"], delta, used])
+        used = ["–" if r["clusters_used"] is None else f"{r['clusters_used']:g}"] if counted else []
+        body.append([r["change"] or f"none ({baseline})", f"{r['valid']:.2f}", r["epoch"], delta, *used])
     note = (f"Each run at the paper's width (1000 units), seed 0, compared over its first {epochs} epochs by its best "
-            f"validation score; the test images were not used. Categories used: on the validation images at that "
-            f"epoch, where the run logged it. Records: `book/results/full/{experiment}*.json`."
+            f"validation score; the test images were not used."
+            + (" Categories used: on the validation images at that epoch, where the run logged it." if counted else "")
+            + f" Records: `book/results/full/{experiment}*.json`."
             + ("" if own is None or epochs < 2 else
                f" One seed each: with {baseline}, the validation value moves by {own['swing']:.2f} from one epoch to "
                "the next (median), so a difference smaller than that is no evidence either way."))
     return tables.markdown(["change from " + baseline, "best on validation", "at epoch", "vs none",
-                            "categories used"], body, f"What was tried at the paper's width ({epochs} epochs)", note)
+                            *(["categories used"] if counted else [])], body,
+                           f"What was tried at the paper's width ({epochs} epochs)", note)

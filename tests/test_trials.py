@@ -28,3 +28,11 @@ def test_each_change_is_compared_with_the_experiment_at_equal_epochs_on_validati
 
 def test_no_records_give_no_rows(tmp_path):
     assert trials.rows("exp", 20, tmp_path) == []
+
+
+def test_runs_that_count_no_categories_get_no_categories_column(tmp_path):
+    write(tmp_path, "exp", {"valid_curves": [[30.0, 25.0]]})
+    write(tmp_path, "exp_z_dim_sweep", {"swept": "z_dim", "rows": [{"z_dim": 10, "valid_curve": [20.0, 21.0],
+                                                                    "epoch": 1}]})
+    text = trials.table("exp", 2, "the chapter's settings", tmp_path)
+    assert "| z_dim 10 | 20.00 | 1 | -5.00 |" in text and "categories" not in text
