@@ -355,6 +355,27 @@ def seeds_line(experiment: str, folder: Path | None = None) -> str:
             f"({rec['epochs']} epochs at width {rec['hidden'][0]}, each seed's epoch picked on validation)")
 
 
+def separation(better: dict, worse: dict) -> tuple[int, int, float]:
+    """How clearly ``better`` beats ``worse`` (two records over the same seeds, lower values better): on how many
+    seeds, of how many (paired by seed), and by how many pooled standard deviations their means differ."""
+    if better["seeds"] != worse["seeds"] or len(better["seeds"]) < 2:
+        raise ValueError(f"compare records over the same two or more seeds, got {better['seeds']} and {worse['seeds']}")
+    wins = sum(b < w for b, w in zip(better["values"], worse["values"]))
+    pooled = math.sqrt((better["std"] ** 2 + worse["std"] ** 2) / 2)
+    return wins, len(better["seeds"]), (worse["value"] - better["value"]) / pooled if pooled else math.inf
+
+
+def seeds_versus(better: str, worse: str, folder: Path | None = None) -> str:
+    """A line comparing two experiments' multi-seed quick records (:func:`seeds_line`): on how many seeds the first
+    is lower, and how far apart the means are in pooled standard deviations."""
+    a, b = recorded(better, "quick", folder), recorded(worse, "quick", folder)
+    if a is None or b is None:
+        return f"{readable(better)} vs {readable(worse)}: no multi-seed records yet"
+    wins, n, apart = separation(a, b)
+    return (f"{readable(better)} vs {readable(worse)}: lower on {wins} of {n} seeds; the means are {apart:.1f} pooled "
+            f"standard deviations apart")
+
+
 def width_line(quick: dict) -> str:
     """One line that sets a quick record beside the paper-width record of the same experiment, each with its epochs,
     and the paper's value: what a chapter prints under its table."""

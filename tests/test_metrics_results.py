@@ -402,3 +402,17 @@ def test_a_seed_line_gives_the_mean_and_spread_over_seeds_or_says_none_is_record
     assert results.seeds_line("semisupervised_7_labels", results_dir) == (
         "semi-supervised, 7 labels: 6.2 ± 0.31 over seeds 0, 1, 2 (3 epochs at width 256, each seed's epoch picked "
         "on validation)")
+
+
+def test_separation_pairs_seeds_and_measures_the_gap_in_pooled_standard_deviations(results_dir):
+    a = {"seeds": [0, 1, 2], "values": [1.0, 2.0, 3.0], "value": 2.0, "std": 1.0}
+    b = {"seeds": [0, 1, 2], "values": [2.0, 1.5, 5.0], "value": 3.0, "std": 1.0}
+    assert results.separation(a, b) == (2, 3, 1.0)
+    with pytest.raises(ValueError, match="same two or more seeds"):
+        results.separation(a, {**b, "seeds": [0, 1, 3]})
+    (results_dir / "quick").mkdir()
+    results.write_json(results_dir / "quick" / "semisupervised_7_labels.json", a)
+    results.write_json(results_dir / "quick" / "semisupervised_7_labels_labels_only.json", b)
+    assert results.seeds_versus("semisupervised_7_labels", "semisupervised_7_labels_labels_only", results_dir) == (
+        "semi-supervised, 7 labels vs semi-supervised, 7 labels, labelled images only: lower on 2 of 3 seeds; the "
+        "means are 1.0 pooled standard deviations apart")
