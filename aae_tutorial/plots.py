@@ -131,8 +131,8 @@ def validation_curves(records: list[dict], ncols: int = 2) -> plt.Figure:
         if rec.get("paper") is not None:
             ax.axhline(rec["paper"], ls="--", color="k", lw=1, label="the paper (test)")
             ax.legend(loc="best", fontsize=9)
-        ax.set_title(f"{readable(rec['experiment'])}\n(width {rec['hidden'][0]}, {rec['precision']}, {rec['epochs']} ep)",
-                     fontsize=10)
+        how = f"width {rec['hidden'][0]}, {rec['precision']}, {rec['epochs']} ep"
+        ax.set_title(f"{readable(rec['experiment'])}\n({how})", fontsize=10)
         ax.set_ylabel(rec["metric"].replace("test ", "validation ").split(",")[0], fontsize=9)
         epoch_axis(ax)
     for ax in list(axes.flat)[len(records):]:

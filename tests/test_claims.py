@@ -146,22 +146,16 @@ def multi_seed(experiment: str) -> dict:
     return rec
 
 
-def separation(better: dict, worse: dict) -> tuple[int, float]:
-    """Seeds on which ``better`` is lower, and the gap between the means in pooled standard deviations."""
-    wins = sum(b < w for b, w in zip(better["values"], worse["values"]))
-    return wins, (worse["value"] - better["value"]) / ((better["std"] ** 2 + worse["std"] ** 2) / 2) ** 0.5
-
-
 @pytest.mark.parametrize("prior", ["gaussian", "mixture"])
 def test_ch3_over_three_seeds_the_aae_matches_the_prior_better_on_every_seed_by_a_margin(prior):
     aae, vae = multi_seed(f"prior_match_{prior}_aae"), multi_seed(f"prior_match_{prior}_vae")
-    wins, apart = separation(aae, vae)
+    wins, _, apart = results.separation(aae, vae)
     assert wins == 3 and apart >= 1.5, (aae["values"], vae["values"], apart)  # the margin chapter 3 states
 
 
 def test_ch6_the_page_says_what_three_seeds_show_at_1000_labels():
     aae, alone = multi_seed("semisupervised_1000_labels"), multi_seed("semisupervised_1000_labels_labels_only")
-    wins, apart = separation(aae, alone)
+    wins, _, apart = results.separation(aae, alone)
     if apart < 1.0:  # within the spread between seeds: the chapter must not claim a win
         assert "three quick seeds do not separate the two" in markdown_of("06_semisupervised")
     else:

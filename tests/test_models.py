@@ -194,7 +194,8 @@ def test_bad_inputs_to_encode_decode_and_the_step_name_the_argument():
         model.train_step(torch.rand(4, 784), torch.rand(4, 784), torch.zeros(3, dtype=torch.long))
 
 
-@pytest.mark.parametrize("build", [lambda r: AAE(priors.Gaussian(2), (8,), r), lambda r: vae.VAE(priors.Gaussian(2), (8,), r),
+@pytest.mark.parametrize("build", [lambda r: AAE(priors.Gaussian(2), (8,), r),
+                                   lambda r: vae.VAE(priors.Gaussian(2), (8,), r),
                                    lambda r: CategoricalAAE(10, 2, (8,), recipe=r),
                                    lambda r: SupervisedAAE(priors.Gaussian(2), (8,), 10, r)])
 @pytest.mark.parametrize("wrong", ["paper", 1e-3])
