@@ -287,10 +287,10 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
     never the test set. Writes ``<scale>/<experiment>_<field>_sweep.json``; train the chosen value as the experiment
     itself to score it."""
     numeric = {"lr", "adv_lr", "clf_lr", "momentum", "adv_momentum"}
-    if field not in numeric and not isinstance(exp.settings.get(field), (int, float)):
+    settings = [k for k, v in exp.settings.items() if isinstance(v, (int, float))]  # bools too: 0 or 1
+    if field not in numeric and field not in settings:
         raise ValueError(f"sweep a numeric recipe field ({', '.join(sorted(numeric))}) or a numeric model setting "
-                         f"of {exp.name} ({', '.join(k for k, v in exp.settings.items() if isinstance(v, float))}), "
-                         f"got {field!r}")
+                         f"of {exp.name} ({', '.join(settings)}), got {field!r}")
     device = torch.device(device or pick_device())
     splits = splits or kinds.Splits.of(load_mnist(device))
     sc = exp.scale(scale)

@@ -28,25 +28,22 @@ def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_bet
     """One row per run: ``change`` (``None`` for the experiment itself), ``valid`` (the best validation value within
     ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged, and for the records
     of whole experiments ``swing``, the median change of the validation value from one epoch to the next (how much
-    one seed's best can move by chance). Runs shorter than
-    ``epochs`` are left out, so that every row is compared at the same length."""
+    one seed's best can move by chance; ``None`` within one epoch). Runs shorter than ``epochs`` are left out, so
+    that every row is compared at the same length."""
     full = _folder(folder)
     if full is None:
         return []
     found = []
-    own = full / f"{experiment}.json"
-    candidates = [(None, own)] if own.is_file() else []
-    candidates.append(("the paper's recipe and networks", full / f"{experiment}_paper_recipe.json"))
-    for change, path in candidates:
-        if not path.is_file():
+    for change, name in ((None, experiment), ("the paper's recipe and networks", f"{experiment}_paper_recipe")):
+        if not (path := full / f"{name}.json").is_file():
             continue
-        rec = load(path)
-        curve = rec["valid_curves"][0]
+        curve = load(path)["valid_curves"][0]
         if len(curve) < epochs:
             continue
         value, epoch = _best(curve, epochs, higher_is_better)
+        steps = [abs(b - a) for a, b in zip(curve[:epochs - 1], curve[1:epochs])]
         found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(curve), "clusters_used": None,
-                      "swing": statistics.median(abs(b - a) for a, b in zip(curve[:epochs - 1], curve[1:epochs]))})
+                      "swing": statistics.median(steps) if steps else None})
     for path in sorted(full.glob(f"{experiment}_*_sweep.json")):
         rec = load(path)
         field = rec["swept"]
@@ -78,7 +75,7 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
             f"validation score; the test images were not used."
             + (" Categories used: on the validation images at that epoch, where the run logged it." if counted else "")
             + f" Records: `book/results/full/{experiment}*.json`."
-            + ("" if own is None or epochs < 2 else
+            + ("" if own is None or own["swing"] is None else
                f" One seed each: with {baseline}, the validation value moves by {own['swing']:.2f} from one epoch to "
                "the next (median), so a difference smaller than that is no evidence either way."))
     return tables.markdown(["change from " + baseline, "best on validation", "at epoch", "vs none",

@@ -36,3 +36,9 @@ def test_runs_that_count_no_categories_get_no_categories_column(tmp_path):
                                                                     "epoch": 1}]})
     text = trials.table("exp", 2, "the chapter's settings", tmp_path)
     assert "| z_dim 10 | 20.00 | 1 | -5.00 |" in text and "categories" not in text
+
+
+def test_a_one_epoch_comparison_gives_no_swing(tmp_path):
+    write(tmp_path, "exp", {"valid_curves": [[30.0, 25.0]]})
+    assert trials.rows("exp", 1, tmp_path)[0]["swing"] is None
+    assert "moves by" not in trials.table("exp", 1, "the chapter's settings", tmp_path)
