@@ -56,8 +56,9 @@ def cache_dir() -> Path:
 
 
 def data_root() -> Path:
-    """torchvision-style root: raw files live in ``data_root()/MNIST/raw``."""
-    return cache_dir() / "data"
+    """torchvision-style root: raw files live in ``data_root()/MNIST/raw``. ``$AAE_DATA_DIR`` where set, so that
+    MNIST (checked by SHA-256 wherever it lies) can outlive an emptied checkpoint cache; else ``cache_dir()/data``."""
+    return Path(os.environ.get("AAE_DATA_DIR") or cache_dir() / "data").expanduser()
 
 
 def _sha256(path: Path) -> str:
@@ -139,7 +140,7 @@ def ensure_mnist(root: Path | None = None) -> Path:
         return root
     if (why := _writable(root)) is not None:
         raise MNISTUnavailable(f"MNIST is not in the cache and the cache folder cannot be written: {why}. "
-                               "Set AAE_CACHE_DIR to a writable folder and run again.")
+                               "Set AAE_DATA_DIR (or AAE_CACHE_DIR) to a writable folder and run again.")
     if blocked := [p for p in (root / "MNIST" / "raw" / n for n in RAW_SHA256) if p.exists() and not p.is_file()]:
         raise MNISTUnavailable(f"{', '.join(map(str, blocked))}: not a file where an MNIST IDX file belongs; remove "
                                f"{'it' if len(blocked) == 1 else 'them'} (e.g. rm -r '{blocked[0]}') and run again")
@@ -158,7 +159,7 @@ def ensure_mnist(root: Path | None = None) -> Path:
     raise MNISTUnavailable(
         "Could not obtain MNIST:\n" + "\n".join(errors) + "\n"
         f"Put the four uncompressed IDX files ({', '.join(RAW_SHA256)}) into {root / 'MNIST' / 'raw'} "
-        f"(or set AAE_CACHE_DIR to a folder whose data/MNIST/raw holds them) and run again."
+        f"(or set AAE_DATA_DIR to a folder whose MNIST/raw holds them) and run again."
     )
 
 

@@ -16,11 +16,13 @@ book cannot render them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -56,6 +58,21 @@ def execute(notebook: Path, stamp: dict) -> None:
     nbformat.write(nb, notebook)
 
 
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of a ``with`` block, then restore each to what it was."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path | None = None) -> dict:
     """Execute ``chapters`` in ``mode`` and record them in ``results/<mode>_course.json``; return its contents.
     Their wall times also go into ``times`` (by default the package's ``course_times.json``).
@@ -65,33 +82,31 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
     """
     out = book / "results" / f"{mode}_course.json"
     entries = _entries(out)
-    os.environ.update(AAE_MODE=mode, AAE_PROGRESS="0")
-    os.environ.pop("AAE_RESULTS_DIR", None)  # the chapters write into book/results
     device = describe_device(pick_device())
     estimate = sum(entries[c]["wall_time_s"] for c in chapters if c in entries)
     bar = tqdm(total=round(estimate) or None, unit="s", desc=f"{mode} course (estimate from the last run)")
-    for chapter in chapters:
-        bar.set_postfix_str(chapter)
-        with tempfile.NamedTemporaryFile(suffix=".jsonl") as log:
-            os.environ["AAE_RUN_LOG"] = log.name
-            start = time.perf_counter()
-            execute(book / f"{chapter}.ipynb", {"mode": mode, "device": device, "date": time.strftime("%Y-%m-%d")})
-            seconds = time.perf_counter() - start
-            runs = [json.loads(line) for line in Path(log.name).read_text().splitlines()]
-        trained = [r for r in runs if not r["from_checkpoint"]]
-        before = entries.get(chapter)
-        bar.update(round(before["wall_time_s"] if before else seconds))
-        tqdm.write(f"{chapter}: {seconds:.0f} s, {len(trained)} runs trained, {len(runs) - len(trained)} loaded")
-        if before and len(runs) - len(trained) > before["runs_loaded_from_checkpoints"]:
-            tqdm.write(f"  (the record keeps its colder measurement: {before['wall_time_s']:.0f} s on "
-                       f"{before['date']}, {before['runs_loaded_from_checkpoints']} runs loaded)")
-            continue
-        entries[chapter] = {"chapter": chapter, "wall_time_s": round(seconds, 1), "device": device,
-                            "date": time.strftime("%Y-%m-%d"), "runs": len(runs),
-                            "runs_loaded_from_checkpoints": len(runs) - len(trained),
-                            "model_epochs_trained": sum(r["epochs"] for r in trained)}
+    # the chapters' kernels inherit these; this process's own environment is as it was afterwards
+    with environment(AAE_MODE=mode, AAE_PROGRESS="0", AAE_RESULTS_DIR=str(out.parent)):
+        for chapter in chapters:
+            bar.set_postfix_str(chapter)
+            with tempfile.NamedTemporaryFile(suffix=".jsonl") as log, environment(AAE_RUN_LOG=log.name):
+                start = time.perf_counter()
+                execute(book / f"{chapter}.ipynb", {"mode": mode, "device": device, "date": time.strftime("%Y-%m-%d")})
+                seconds = time.perf_counter() - start
+                runs = [json.loads(line) for line in Path(log.name).read_text().splitlines()]
+            trained = [r for r in runs if not r["from_checkpoint"]]
+            before = entries.get(chapter)
+            bar.update(round(before["wall_time_s"] if before else seconds))
+            tqdm.write(f"{chapter}: {seconds:.0f} s, {len(trained)} runs trained, {len(runs) - len(trained)} loaded")
+            if before and len(runs) - len(trained) > before["runs_loaded_from_checkpoints"]:
+                tqdm.write(f"  (the record keeps its colder measurement: {before['wall_time_s']:.0f} s on "
+                           f"{before['date']}, {before['runs_loaded_from_checkpoints']} runs loaded)")
+                continue
+            entries[chapter] = {"chapter": chapter, "wall_time_s": round(seconds, 1), "device": device,
+                                "date": time.strftime("%Y-%m-%d"), "runs": len(runs),
+                                "runs_loaded_from_checkpoints": len(runs) - len(trained),
+                                "model_epochs_trained": sum(r["epochs"] for r in trained)}
     bar.close()
-    os.environ.pop("AAE_RUN_LOG", None)
     ours = {c: entries[c] for c in chapters if c in entries}
     with folder_lock(out.parent):  # another run may have recorded other chapters meanwhile: merge, never replace
         entries = {**_entries(out), **ours}

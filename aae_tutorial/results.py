@@ -43,8 +43,23 @@ PAPER_EPOCHS_NOTE = ("The paper's numbers come from far longer runs than ours (t
 
 
 def roots(folder: Path | None = None) -> list[Path]:
-    """Where the run command's records are looked for: ``folder``, else the results folder, then the repository's."""
-    return [Path(folder)] if folder is not None else [results_dir(), BOOK_RESULTS]
+    """Where records are looked for: ``folder``, else the results folder (where this process writes), then the
+    repository's committed records. Under the tests the results folder is a scratch folder, so a notebook reads what
+    this test run made where it made it, and the committed record elsewhere."""
+    if folder is not None:
+        return [Path(folder)]
+    here = results_dir()
+    return [here] if here.resolve() == BOOK_RESULTS.resolve() else [here, BOOK_RESULTS]
+
+
+def paths(pattern: str, folder: Path | None = None) -> list[Path]:
+    """The files matching ``pattern`` (e.g. ``"bench_*.json"``) under :func:`roots`, sorted by name; where two roots
+    hold a file of the same name, the first root's."""
+    found: dict[str, Path] = {}
+    for root in roots(folder):
+        for path in root.glob(pattern):
+            found.setdefault(path.name, path)
+    return [found[name] for name in sorted(found)]
 
 
 def recorded(experiment: str, scale: str, folder: Path | None = None) -> dict | None:
@@ -195,11 +210,11 @@ def load(path: Path) -> dict:
     return rec
 
 
-def load_all(prefix: str = "") -> list[dict]:
-    """Every record whose experiment name starts with ``prefix``, sorted by name. JSON files that are not experiment
+def load_all(prefix: str = "", folder: Path | None = None) -> list[dict]:
+    """Every record whose experiment name starts with ``prefix`` (under :func:`roots`), sorted by name. JSON files that are not experiment
     records (the course's own files, or anything else put there) are skipped, with a warning for the latter."""
     out = []
-    for path in sorted(results_dir().glob(f"{prefix}*.json")):
+    for path in paths(f"{prefix}*.json", folder):
         if path.stem.startswith(RESERVED):
             continue
         rec = load(path)
@@ -280,15 +295,14 @@ def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = 
     """A short Markdown table of chosen results, each named in words: ``rows`` maps experiment name -> description.
 
     Each row takes the paper-width record where one exists (:func:`paper_width`), else this book's own run. The
-    records are read from ``folder`` (default :func:`results_dir`); one that does not exist yet (a chapter not run
+    records are read from ``folder`` (default: :func:`roots`); one that does not exist yet (a chapter not run
     here, e.g. on Colab) shows as "not run yet". The scale, device and epochs of each number are columns, and the gap
     to the paper is a column where the paper has a value, so a reader sees at a glance how far each number is from
     the paper's and what it was trained with; the record files are named in a note."""
-    folder = results_dir() if folder is None else Path(folder)
     body, wide_count = [], 0
     for name, words in rows.items():
-        path = folder / f"{name}.json"
-        r = paper_width(name, folder) or (load(path) if path.exists() else None)
+        found = paths(f"{name}.json", folder)
+        r = paper_width(name, folder) or (load(found[0]) if found else None)
         if r is None:
             body.append([words, "–", "not run yet", "–", "–", "–", "–"])
             continue
@@ -300,7 +314,8 @@ def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = 
     note = (f"{wide_count} of {len(rows)} rows come from a paper-width run (1000-unit layers, `python -m "
             "aae_tutorial.run NAME --scale full`); the others from this book's quick run. " if wide_count else
             "No paper-width record exists yet: every row is this book's quick run (256-unit layers, a few epochs). ")
-    note += PAPER_EPOCHS_NOTE + " Records, in order: " + ", ".join(f"`{name}`" for name in rows) + f" (in `{folder}/`)."
+    note += PAPER_EPOCHS_NOTE + " Records, in order: " + ", ".join(f"`{name}`" for name in rows)
+    note += f" (in `{folder}/`)." if folder is not None else "."
     return tables.markdown(["result", "paper", "ours", "gap", "scale", "device", "epochs"], body, title, note)
 
 

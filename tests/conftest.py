@@ -1,19 +1,19 @@
 """Test setup.
 
-* Quick mode unless AAE_MODE is set explicitly, so a CUDA machine never trains at paper scale by surprise; notebooks
-  executed by nbval write their results to a temporary folder, not into book/results.
+* Quick mode unless AAE_MODE is set explicitly, so a CUDA machine never trains at paper scale by surprise.
+* Nothing the tests do changes a tracked file (the plugin ``scratch``): notebooks executed by nbval write their
+  records to a scratch folder, not into book/results, and the session fails if ``git status`` changed.
+* The claim tests marked ``fresh_records`` read the records this session's notebooks made, so they run last.
 * The committed book may hold full-mode outputs (``python -m aae_tutorial.full_course`` stamps the mode into each
   notebook's metadata). nbval then still executes every cell in the test's mode, and still compares every cell's
   output, except cells tagged ``output-depends-on-mode`` (the printed configuration: run mode, device, network
   sizes, epochs; and random numbers drawn on the device), whose committed output comes from the other mode.
 """
 import os
-import tempfile
 
 os.environ.setdefault("AAE_MODE", "quick")
-os.environ.setdefault("AAE_RESULTS_DIR", tempfile.mkdtemp(prefix="aae-results-"))
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "scratch"]
 MODE_TAG = "output-depends-on-mode"
 
 
@@ -29,6 +29,7 @@ def compares_output(notebook_metadata: dict, cell_tags: list[str], run_mode: str
 
 
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("fresh_records") is not None)  # stable: else in order
     for item in items:
         nb = getattr(item.parent, "nb", None)
         if nb is None or not hasattr(item, "cell"):

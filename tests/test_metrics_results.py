@@ -289,7 +289,17 @@ def test_load_all_skips_files_that_are_not_records(results_dir):
     results.write_json(results_dir / "quick_course.json", {"chapters": []})
     results.write_json(results_dir / "notes.json", {"hello": 1})
     with pytest.warns(UserWarning, match="notes.json is not an experiment record"):
-        assert results.load_all() == [rec]
+        assert results.load_all(folder=results_dir) == [rec]
+
+
+def test_records_are_read_from_the_results_folder_first_then_from_the_committed_ones(results_dir):
+    fresh = results.record("prior_match_gaussian_aae", "m", [99.0], seeds=[0], runs=[run(mode="quick")],
+                           recipe=recipes.COURSE)
+    assert results.paths("prior_match_gaussian_[av]ae.json") == [results_dir / "prior_match_gaussian_aae.json",
+                                                            results.BOOK_RESULTS / "prior_match_gaussian_vae.json"]
+    assert results.load_all("prior_match_gaussian_aae")[0] == fresh  # this run's record hides the committed one
+    assert "99" in results.headline_table({"prior_match_gaussian_aae": "AAE"})
+    assert results.roots() == [results_dir, results.BOOK_RESULTS]
 
 
 def test_concurrent_quick_runs_never_replace_a_full_record(results_dir):

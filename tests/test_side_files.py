@@ -51,7 +51,9 @@ def test_course_records_of_two_runs_are_merged(tmp_path, monkeypatch):
     (book / "results").mkdir(parents=True)
     monkeypatch.setattr(full_course, "execute", lambda notebook, stamp: None)
     times = tmp_path / "course_times.json"
+    environment = dict(os.environ)
     first = full_course.run(["01_autoencoders"], book, "quick", times)
+    assert dict(os.environ) == environment  # the chapters' settings (mode, results folder) do not leak out of it
     # a second run that read the record before the first one wrote it keeps the first one's chapter
     real, reads = full_course._entries, []
     monkeypatch.setattr(full_course, "_entries", lambda path: real(path) if reads.append(path) or len(reads) > 1 else {})
