@@ -279,15 +279,35 @@ def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, see
     return rec
 
 
+def numeric_settings(exp: Experiment) -> list[str]:
+    """The model settings of ``exp`` that take a number (bools too: 0 or 1)."""
+    return [k for k, v in exp.settings.items() if isinstance(v, (int, float))]
+
+
+def with_settings(exp: Experiment, settings: dict[str, float]) -> Experiment:
+    """``exp`` with some of its numeric model settings changed, named after the change (e.g.
+    ``semisupervised_100_labels_z_dim_10``), so that its runs and records never pass for the catalogue's own."""
+    if unknown := sorted(set(settings) - set(numeric_settings(exp))):
+        raise ValueError(f"{exp.name} has no numeric model setting {', '.join(unknown)}; it has "
+                         f"{', '.join(numeric_settings(exp))}")
+    if not settings:
+        return exp
+    suffix = "".join(f"_{k}_{v:g}" for k, v in sorted(settings.items()))
+    return dataclasses.replace(exp, name=exp.name + suffix, settings={
+        **exp.settings, **{k: type(exp.settings[k])(v) for k, v in settings.items()}})
+
+
 def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick", *, epochs: int | None = None,
           device: torch.device | str | None = None, splits: kinds.Splits | None = None, progress: bool = True,
-          write: bool = True) -> dict:
+          write: bool = True, base: dict[str, float] | None = None) -> dict:
     """Train ``exp`` once per value of one of its recipe's numeric fields (e.g. ``adv_lr``) or of its model settings
     (e.g. ``balance``) on its first seed, and pick the value on validation: the best validation score each reached,
-    never the test set. Writes ``<scale>/<experiment>_<field>_sweep.json``; train the chosen value as the experiment
-    itself to score it."""
+    never the test set. ``base`` changes some model settings first (:func:`with_settings`): the search then starts from
+    there, and its record says so. Writes ``<scale>/<experiment>_<field>_sweep.json``; train the chosen value as the
+    experiment itself to score it."""
+    exp, base = with_settings(exp, base or {}), dict(base or {})
     numeric = {"lr", "adv_lr", "clf_lr", "momentum", "adv_momentum"}
-    settings = [k for k, v in exp.settings.items() if isinstance(v, (int, float))]  # bools too: 0 or 1
+    settings = numeric_settings(exp)
     if field not in numeric and field not in settings:
         raise ValueError(f"sweep a numeric recipe field ({', '.join(sorted(numeric))}) or a numeric model setting "
                          f"of {exp.name} ({', '.join(settings)}), got {field!r}")
@@ -310,7 +330,8 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
         rows.append({field: value, "valid_best": round(best(curve), 4), "epoch": r.selected_epoch, **also,
                      "valid_curve": [round(v, 4) for v in curve], "wall_time_s": round(r.wall_time_s, 1)})
     chosen = best(rows, key=lambda row: row["valid_best"])
-    rec = {"experiment": f"{exp.name}_{field}_sweep", "swept": field, "scale": scale, "mode": scale,
+    rec = {"experiment": f"{exp.name}_{field}_sweep", "swept": field, "base": base, "settings": exp.settings,
+           "scale": scale, "mode": scale,
            "hidden": list(sc.hidden), "epochs": epochs or sc.epochs, "seed": sc.seeds[0], "rows": rows,
            "chosen": chosen[field], "chosen_on": "the validation images (the last 10,000 training images)",
            "metric": f"validation: {exp.metric.replace('test ', '')}", "recipe": exp.recipe.name,
@@ -405,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry", action="store_true", help="with --budget: eager checks, width 16, one epoch (any device)")
     p.add_argument("--sweep", nargs="+", metavar=("FIELD", "VALUE"),
                    help="train once per value of a recipe field (e.g. --sweep adv_lr 2e-4 1e-3) and pick on validation")
+    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("SETTING", "VALUE"),
+                   help="with --sweep: change a model setting first, the search's starting point (e.g. --set z_dim 10)")
     args = p.parse_args(argv)
     if args.list:
         print(listing())
@@ -431,15 +454,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     splits = kinds.Splits.of(load_mnist(device))
+    if args.set and not args.sweep:
+        p.error("--set goes with --sweep (the search's starting point); the catalogue states each experiment's settings")
     if args.sweep:
         field, *values = args.sweep
         try:
             numbers = [float(v) for v in values]
+            base = {k: float(v) for k, v in args.set}
         except ValueError:
-            p.error(f"--sweep takes a recipe field and numbers, got {args.sweep}")
+            p.error(f"--sweep and --set take numbers, got {args.sweep} and {args.set}")
         for exp in chosen:
+            try:
+                with_settings(exp, base)
+            except ValueError as e:
+                p.error(str(e))
             sweep(exp, field, numbers, args.scale, epochs=args.epochs, device=device, splits=splits,
-                  progress=sys.stderr.isatty())
+                  progress=sys.stderr.isatty(), base=base)
         return 0
     for exp in chosen:
         run(exp, args.scale, epochs=args.epochs, seeds=tuple(args.seeds) if args.seeds else None, device=device,

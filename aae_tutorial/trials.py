@@ -25,7 +25,8 @@ def _best(curve: list[float], epochs: int, higher_is_better: bool) -> tuple[floa
 
 
 def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_better: bool = False) -> list[dict]:
-    """One row per run: ``change`` (``None`` for the experiment itself), ``valid`` (the best validation value within
+    """One row per run: ``change`` (``None`` for the experiment itself; a search started from changed settings, with
+    ``--set``, names them too), ``valid`` (the best validation value within
     ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged, and for the records
     of whole experiments ``swing``, the median change of the validation value from one epoch to the next (how much
     one seed's best can move by chance; ``None`` within one epoch). Runs shorter than ``epochs`` are left out, so
@@ -46,13 +47,14 @@ def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_bet
                       "swing": statistics.median(steps) if steps else None})
     for path in sorted(full.glob(f"{experiment}_*_sweep.json")):
         rec = load(path)
-        field = rec["swept"]
+        field, base = rec["swept"], rec.get("base", {})  # base: the settings a search started from (--set)
         for row in rec["rows"]:
             if len(row["valid_curve"]) < epochs:
                 continue
             value, epoch = _best(row["valid_curve"], epochs, higher_is_better)
             used = row.get("clusters_used") if epoch == row["epoch"] else None
-            found.append({"change": f"{field} {row[field]:g}", "valid": value, "epoch": epoch,
+            change = ", ".join(f"{k} {v:g}" for k, v in {**base, field: row[field]}.items())
+            found.append({"change": change, "valid": value, "epoch": epoch,
                           "epochs": len(row["valid_curve"]), "clusters_used": used})
     return found
 

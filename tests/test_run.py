@@ -164,6 +164,18 @@ def test_a_sweep_picks_on_validation_and_records_every_value(cache):
     assert [r["balance"] for r in clusters["rows"]] == [0.0, 1.0] and "clusters_used" in clusters["rows"][0]
 
 
+def test_a_sweep_from_changed_settings_is_named_and_recorded_as_such(cache):
+    exp = tiny("semisupervised_100_labels")
+    rec = run.sweep(exp, "adv_lr", [5e-4], epochs=1, device="cpu", splits=fake_splits(), progress=False,
+                    base={"z_dim": 10})
+    assert rec["experiment"] == "semisupervised_100_labels_z_dim_10_adv_lr_sweep" and rec["base"] == {"z_dim": 10}
+    assert rec["settings"] == {**exp.settings, "z_dim": 10} and isinstance(rec["settings"]["z_dim"], int)
+    with pytest.raises(ValueError, match="has no numeric model setting style; it has z_dim, batch_norm"):
+        run.with_settings(exp, {"style": 3.0})
+    with pytest.raises(SystemExit):
+        run.main(["semisupervised_100_labels", "--set", "z_dim", "10"])  # --set without --sweep: refused
+
+
 def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, monkeypatch):
     monkeypatch.setattr(run.kinds.Splits, "of", classmethod(lambda cls, mnist: fake_splits()))
     monkeypatch.setattr(run, "load_mnist", lambda device: None)

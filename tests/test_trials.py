@@ -42,3 +42,10 @@ def test_a_one_epoch_comparison_gives_no_swing(tmp_path):
     write(tmp_path, "exp", {"valid_curves": [[30.0, 25.0]]})
     assert trials.rows("exp", 1, tmp_path)[0]["swing"] is None
     assert "moves by" not in trials.table("exp", 1, "the chapter's settings", tmp_path)
+
+
+def test_a_search_started_from_changed_settings_names_them_in_its_rows(tmp_path):
+    write(tmp_path, "exp", {"valid_curves": [[30.0, 25.0]]})
+    write(tmp_path, "exp_z_dim_10_adv_lr_sweep", {"swept": "adv_lr", "base": {"z_dim": 10}, "rows": [
+        {"adv_lr": 5e-4, "valid_curve": [12.0, 11.0], "epoch": 2}]})
+    assert [r["change"] for r in trials.rows("exp", 2, tmp_path)] == [None, "z_dim 10, adv_lr 0.0005"]
