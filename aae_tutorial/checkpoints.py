@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import cache_dir
-from .files import atomic_write, check_name
+from .files import UnwritableFolder, atomic_write, check_name
 
 #: Package modules whose code shapes every model: a change to any of them retrains.
 SHARED_MODULES = ("aae_tutorial.nets", "aae_tutorial.steps", "aae_tutorial.priors", "aae_tutorial.recipes")
@@ -198,7 +198,12 @@ def check_meta(meta: object) -> dict:
 def set_aside(path: Path, error: BaseException) -> Path:
     """Move an unusable checkpoint (a file or a folder alike) to a unique ``*.corrupt`` name beside it; returns it."""
     aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")
-    os.replace(path, aside)
+    try:
+        os.replace(path, aside)
+    except OSError as e:
+        raise UnwritableFolder(f"checkpoint {path} is unusable ({type(error).__name__}: {str(error)[:120]}) and "
+                               f"cannot be set aside: {e.strerror or e} in {path.parent}. Delete it, or set "
+                               "AAE_CACHE_DIR to a folder you can write to, and run again") from e
     return aside
 
 

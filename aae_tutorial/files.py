@@ -40,7 +40,7 @@ def check_name(name: str, what: str) -> None:
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (flock on the folder itself, so no lock file is left behind): writers
     that check a file and then replace it do both without another writer in between."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     if fcntl is None:
         yield
         return
@@ -56,15 +56,40 @@ def folder_lock(folder: Path) -> Iterator[None]:
 ORPHAN_AGE_S = 3600
 
 
+class UnwritableFolder(OSError):
+    """A folder the package must write into cannot be made or written; the message names it and the remedy."""
+
+
+#: Where each kind of file goes, for the remedy an :class:`UnwritableFolder` names.
+FOLDER_SETTINGS = "AAE_RESULTS_DIR for records, AAE_CACHE_DIR for checkpoints"
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) if need be; :class:`UnwritableFolder` where a file stands in the way or the
+    file system refuses."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = "a file, not a folder" if folder.exists() and not folder.is_dir() else e.strerror or type(e).__name__
+        raise UnwritableFolder(f"cannot use {folder} as a folder: {why}. Point the setting at a folder you can "
+                               f"write to ({FOLDER_SETTINGS}), or remove what is there") from e
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(f)`` on a temporary file of this writer's own beside ``path``, fsync it, rename it into place.
-    Temporary files of ``path`` left by killed writers (older than :data:`ORPHAN_AGE_S`) are removed first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    Temporary files of ``path`` left by killed writers (older than :data:`ORPHAN_AGE_S`) are removed first. A folder
+    that cannot be made or written raises :class:`UnwritableFolder`, naming it."""
+    make_folder(path.parent)
     for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         with contextlib.suppress(OSError):  # another writer may remove it first
             if time.time() - orphan.stat().st_mtime > ORPHAN_AGE_S:
                 orphan.unlink()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UnwritableFolder(f"cannot write {path}: the folder {path.parent} refuses new files ({e.strerror or e}). "
+                               f"Make it writable, or point the setting at a folder you can write to "
+                               f"({FOLDER_SETTINGS})") from e
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -97,6 +97,10 @@ def step_ms(ensemble: Ensemble, check: dict | None) -> float:
     if check is None:
         return H100_STEP_MS
     times = sorted((c["members"], c["step_ms"]) for c in check["cases"].values() if c["case"] == ensemble.step)
+    if len(times) < 2:
+        raise ValueError(f"the gpu_check record of {check['device']} ({check['date']}) has no step times for the "
+                         f"'{ensemble.step}' step at two ensemble sizes (it was made before that case existed): run "
+                         "`python -m aae_tutorial.gpu_check` on that GPU again, or delete its record")
     (m0, t0), (m1, t1) = next(((a, b) for a, b in zip(times, times[1:]) if ensemble.members <= b[0]), times[-2:])
     return t0 + (t1 - t0) * (ensemble.members - m0) / (m1 - m0)
 

@@ -210,6 +210,19 @@ def load(path: Path) -> dict:
     return rec
 
 
+#: The fields every experiment record has.
+RECORD_FIELDS = {"experiment", "metric", "value", "mode"}
+
+
+def load_record(path: Path) -> dict:
+    """One experiment record; :class:`ResultsFileError` names a file that is not one, and what to do."""
+    rec = load(path)
+    if missing := sorted(RECORD_FIELDS - set(rec)):
+        raise ResultsFileError(f"{path} is not an experiment record (it has no {', '.join(missing)}): move it out of "
+                               "the results folder, or run its experiment again to write its record")
+    return rec
+
+
 def load_all(prefix: str = "", folder: Path | None = None) -> list[dict]:
     """Every record whose experiment name starts with ``prefix`` (under :func:`roots`), sorted by name. JSON files that are not experiment
     records (the course's own files, or anything else put there) are skipped, with a warning for the latter."""
@@ -218,7 +231,7 @@ def load_all(prefix: str = "", folder: Path | None = None) -> list[dict]:
         if path.stem.startswith(RESERVED):
             continue
         rec = load(path)
-        if not {"experiment", "metric", "value", "mode"} <= set(rec):
+        if not RECORD_FIELDS <= set(rec):
             warnings.warn(f"{path} is not an experiment record (it has no experiment, metric, value and mode); "
                           "skipped it", stacklevel=2)
             continue
@@ -302,7 +315,7 @@ def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = 
     body, wide_count = [], 0
     for name, words in rows.items():
         found = paths(f"{name}.json", folder)
-        r = paper_width(name, folder) or (load(found[0]) if found else None)
+        r = paper_width(name, folder) or (load_record(found[0]) if found else None)
         if r is None:
             body.append([words, "–", "not run yet", "–", "–", "–", "–"])
             continue

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from aae_tutorial import bench, categorical, data, engine, metrics, recipes, results, tables, train
+from aae_tutorial import bench, categorical, data, engine, files, metrics, recipes, results, tables, train
 from aae_tutorial.categorical import CategoricalAAE
 
 
@@ -426,3 +426,27 @@ def test_separation_pairs_seeds_and_measures_the_gap_in_pooled_standard_deviatio
     assert results.seeds_versus("semisupervised_7_labels", "semisupervised_7_labels_labels_only", results_dir) == (
         "semi-supervised, 7 labels vs semi-supervised, 7 labels, labelled images only: lower on 2 of 3 seeds; the "
         "means are 1.0 pooled standard deviations apart")
+
+
+def test_a_results_folder_that_cannot_be_written_is_named_with_its_remedy(results_dir, monkeypatch):
+    def denied(*args, **kwargs):  # what a read-only folder answers (root would ignore a chmod here)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
+    with pytest.raises(files.UnwritableFolder, match=f"cannot write {results_dir}/x.json: the folder .* refuses new "
+                                                    "files \\(Permission denied\\).*AAE_RESULTS_DIR"):
+        results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
+
+
+def test_a_results_setting_that_names_a_file_is_refused_with_its_remedy(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("AAE_RESULTS_DIR", str(tmp_path / "a-file"))
+    with pytest.raises(files.UnwritableFolder, match="a-file as a folder: a file, not a folder.*AAE_RESULTS_DIR"):
+        results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
+
+
+def test_a_headline_row_whose_file_is_not_a_record_names_the_file_and_the_remedy(results_dir):
+    results.write_json(results_dir / "x.json", {"hello": 1})
+    with pytest.raises(results.ResultsFileError, match=r"x.json is not an experiment record \(it has no "
+                                                       "experiment, metric, mode, value\\): move it out"):
+        results.headline_table({"x": "the x experiment"}, folder=results_dir)

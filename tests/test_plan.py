@@ -86,3 +86,10 @@ def test_step_times_come_from_the_nearest_measured_ensemble_sizes():
     check = {"cases": {f"c x{m}": {"case": "c", "members": m, "step_ms": t} for m, t in ((1, 1.0), (3, 2.0), (9, 5.0))}}
     assert [plan.step_ms(plan.Ensemble("x", "c", m, 1, 1), check) for m in (1, 2, 3, 6, 9, 12)] == [
         1.0, 1.5, 2.0, 3.5, 5.0, 6.5]
+
+
+def test_a_gpu_check_record_from_before_a_step_existed_names_the_remedy():
+    old = {"device": "NVIDIA H200", "date": "2026-11-01",
+           "cases": {f"aae x{m}": {"case": "aae", "members": m, "step_ms": 1.0} for m in (1, 3)}}
+    with pytest.raises(ValueError, match=r"H200 \(2026-11-01\) has no step times for the 'judge' step.*gpu_check"):
+        plan.step_ms(plan.Ensemble("the digit judge", "judge", 1, 20, 500), old)

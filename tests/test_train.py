@@ -135,6 +135,22 @@ def test_key_covers_every_constructor_argument_and_the_prior():
     assert key(CategoricalAAE(10, 4, (8,))) != key(CategoricalAAE(10, 4, (8,), z_std=5.0))
     assert key(AAE(Gaussian(2, 5.0), (8,))) != key(AAE(Gaussian(2, 1.0), (8,)))
 
+def test_a_corrupt_checkpoint_in_a_read_only_folder_names_the_file_and_the_remedy(cache, monkeypatch):
+    x = patterns(100)
+    torch.manual_seed(0)
+    _fit(TinyAE(), x)
+    (path,) = cache.rglob("*.pt")
+    path.write_bytes(b"not a checkpoint")
+
+    def denied(*args, **kwargs):  # what a read-only folder answers (root would ignore a chmod here)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoints.os, "replace", denied)
+    with pytest.raises(OSError, match=rf"checkpoint {path} is unusable .* cannot be set aside: Permission denied in "
+                                      ".*Delete it, or set AAE_CACHE_DIR"):
+        checkpoints.load(path, TinyAE())
+
+
 
 @pytest.mark.parametrize("content", [b"", b"garbage", "truncated", "other model"])
 def test_unreadable_checkpoint_is_moved_aside_and_training_runs(cache, content):
