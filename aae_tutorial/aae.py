@@ -16,13 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from . import checks, nets
-from .checkpoints import RecordsInit
 from .priors import Prior
 from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
 
 
-class AAE(RecordsInit, nn.Module):
+class AAE(nets.RecordsInit, nn.Module):
     """Adversarial autoencoder with an arbitrary prior (figure 1 of the paper).
 
     ``extra_inputs`` widens the decoder and the discriminator for the variants of sections 4 and 5

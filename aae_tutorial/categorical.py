@@ -13,12 +13,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import checks, metrics, nets
-from .checkpoints import RecordsInit
 from .data import LabelledSet
 from .priors import check_classes
 from .recipes import COURSE, Recipe
 from .steps import frozen, gan_loss, reconstruction_loss, update
-from .history import Run
 
 
 class CategoryUseEntropy(nn.Module):
@@ -33,7 +31,7 @@ class CategoryUseEntropy(nn.Module):
         return torch.special.entr(q_mean).sum(-1).mean()
 
 
-class CategoricalAAE(RecordsInit, nn.Module):
+class CategoricalAAE(nets.RecordsInit, nn.Module):
     """Encoder x -> (y logits, z); decoder (y, z) -> x; discriminators on y and on z.
 
     ``head_dim > 0`` switches to the dimensionality-reduction variant: the decoder sees ``W_C y + z``, where the
@@ -246,11 +244,3 @@ def error_tracker(model: CategoricalAAE, splits: dict[str, tuple[Tensor, Tensor]
         return out
 
     return on_epoch_end
-
-
-def selected_epoch(run: Run, by: str = "valid_error") -> int:
-    """Index of the epoch with the lowest ``by`` metric: model selection on the validation split."""
-    values = run.history.metrics.get(by)
-    if not values:
-        raise ValueError(f"run {run.name} logged no {by!r}; it has {sorted(run.history.metrics)}")
-    return min(range(len(values)), key=values.__getitem__)

@@ -1,8 +1,9 @@
 """Checkpoints that are never stale and never fatal.
 
 * The key of a checkpoint covers everything that decides the trained weights: the model's constructor arguments
-  (recorded by :class:`RecordsInit`), its architecture and optimiser settings, the source code of the model, of the
-  training step and of the training loop, a digest of the training data, the run's config and its mode.
+  (which it keeps as plain data: :class:`aae_tutorial.nets.RecordsInit`), its architecture and optimiser settings,
+  the source code of the model, of the training step and of the training loop (which the loop passes in), a
+  digest of the training data, the run's config and its mode.
 * A checkpoint is written to a temporary file of its own, fsynced, then renamed into place, so two processes that
   train the same model never mix their files.
 * An unreadable checkpoint is moved aside as ``*.corrupt`` with a warning that names it, and the caller retrains.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import inspect
 import json
 import os
@@ -25,35 +25,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from . import nets, priors, recipes, steps
 from .data import cache_dir
 from .files import UnwritableFolder, atomic_write, check_name
 
 #: Package modules whose code shapes every model: a change to any of them retrains.
-SHARED_MODULES = ("aae_tutorial.nets", "aae_tutorial.steps", "aae_tutorial.priors", "aae_tutorial.recipes")
-#: The parts of the training loop that decide the weights (data order, epoch loop): a change to them retrains too.
-LOOP_FUNCTIONS = ("aae_tutorial.train:order_generator", "aae_tutorial.train:minibatches", "aae_tutorial.train:_train")
-
-
-class RecordsInit:
-    """Mixin that keeps the arguments a model was constructed with in ``self.init_args`` (for checkpoint keys)."""
-
-    init_args: dict
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-
-        @functools.wraps(init)
-        def recording_init(self, *args, **kw) -> None:
-            if "init_args" not in self.__dict__:  # the outermost constructor records
-                bound = inspect.signature(init).bind(self, *args, **kw)
-                bound.apply_defaults()
-                self.__dict__["init_args"] = {k: v for k, v in list(bound.arguments.items())[1:]}
-            init(self, *args, **kw)
-
-        cls.__init__ = recording_init
+SHARED_MODULES = (nets, steps, priors, recipes)
 
 
 def _source(obj) -> str:
@@ -143,13 +120,14 @@ def fingerprint(value: object, seen: frozenset[int] = frozenset()) -> object:
     return repr(value)
 
 
-def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], config: dict, mode: str) -> str:
+def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], config: dict, mode: str,
+        loop: Sequence[Callable] = ()) -> str:
     """A 16-hex-digit digest of everything that decides the weights a run produces: besides the code, the data and
     the config, the model's starting weights and optimiser settings, what the step reads, and the random state the
-    run starts from (its data order and noise)."""
+    run starts from (its data order and noise). ``loop`` are the functions of the training loop that decide the
+    weights (data order, epoch loop), passed by the loop itself: a change to them retrains too."""
     classes = [c for c in type(model).__mro__ if c.__module__.startswith("aae_tutorial")]
-    loop = [getattr(importlib.import_module(m), f) for m, f in (spec.split(":") for spec in LOOP_FUNCTIONS)]
-    sources = [_source(c) for c in classes] + [_source(importlib.import_module(m)) for m in SHARED_MODULES] + [
+    sources = [_source(c) for c in classes] + [_source(m) for m in SHARED_MODULES] + [
         _source(f) for f in loop] + [_source(step)]
     parts = {
         "name": name, "mode": mode, "config": config,

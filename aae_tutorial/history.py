@@ -54,3 +54,11 @@ class Run:
         if self.from_checkpoint:
             return f"{self.name}: loaded from a verified checkpoint of an earlier run ({how})"
         return f"{self.name}: trained ({how})"
+
+
+def selected_epoch(run: Run, by: str = "valid_error") -> int:
+    """Index of the epoch with the lowest ``by`` metric: model selection on the validation split."""
+    values = run.history.metrics.get(by)
+    if not values:
+        raise ValueError(f"run {run.name} logged no {by!r}; it has {sorted(run.history.metrics)}")
+    return min(range(len(values)), key=values.__getitem__)

@@ -11,17 +11,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import experiments, metrics, nets
-from .checkpoints import RecordsInit
-from .data import MNIST
-from .mode import RunMode
-from .history import Run
+from . import metrics, nets
 from .recipes import adam
 from .steps import update
-from .train import fit
 
 
-class DigitClassifier(RecordsInit, nn.Module):
+class DigitClassifier(nets.RecordsInit, nn.Module):
     """x (B, 784) -> logits over the 10 digits; an MLP with one optimiser, trained by cross-entropy."""
 
     def __init__(self, hidden: Sequence[int] = (512,)) -> None:
@@ -38,17 +33,6 @@ class DigitClassifier(RecordsInit, nn.Module):
     def predict(self, x: Tensor, batch_size: int = 10_000) -> Tensor:
         """The most likely digit of each image: (N, 784) -> (N,)."""
         return torch.cat([self.net(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-
-
-def digit_judge(mnist: MNIST, mode: RunMode, device: torch.device | str) -> tuple[DigitClassifier, Run, float]:
-    """Train (or load) the judge on the first 50,000 training images; return it, its run and its test error (%)."""
-    (x_tr, y_tr), _ = mnist.split()
-    hidden, epochs, _ = experiments.get("digit_judge").scale(mode.name)
-    torch.manual_seed(0)
-    judge = DigitClassifier(hidden).to(device)
-    run = fit("digit-judge", judge, lambda idx: judge.train_step(x_tr[idx], y_tr[idx]), (x_tr, y_tr), epochs, mode,
-              device)
-    return judge, run, metrics.error_rate(judge.predict(mnist.x_test), mnist.y_test)
 
 
 @torch.no_grad()

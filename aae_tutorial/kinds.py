@@ -17,7 +17,11 @@ from .aae import AAE
 from .categorical import CategoricalAAE
 from .conditional import LabelConditionedAAE
 from .data import MNIST, LabelledSet, balanced_subset
-from .experiments import Experiment
+from .experiments import Experiment, get
+from .history import Run
+from .judge import DigitClassifier
+from .mode import RunMode
+from .train import fit
 from .vae import VAE
 
 Step = Callable[[Tensor], dict[str, Tensor]]
@@ -194,3 +198,15 @@ def build(exp: Experiment, hidden: tuple[int, ...], seed: int, splits: Splits) -
         raise NotImplementedError(f"{exp.name} ({exp.kind}) is trained by its chapter, book/{exp.chapter}.ipynb; "
                                   f"the run command builds the kinds {', '.join(KINDS)}")
     return KINDS[exp.kind](exp, tuple(hidden), seed, splits)
+
+
+def digit_judge(mnist: MNIST, mode: RunMode, device: torch.device | str) -> tuple[DigitClassifier, Run, float]:
+    """Train (or load) the digit judge of chapter 5 (:mod:`aae_tutorial.judge`) on the first 50,000 training images,
+    at the catalogue's width and epochs; return it, its run and its test error (%)."""
+    (x_tr, y_tr), _ = mnist.split()
+    hidden, epochs, _ = get("digit_judge").scale(mode.name)
+    torch.manual_seed(0)
+    judge = DigitClassifier(hidden).to(device)
+    run = fit("digit-judge", judge, lambda idx: judge.train_step(x_tr[idx], y_tr[idx]), (x_tr, y_tr), epochs, mode,
+              device)
+    return judge, run, metrics.error_rate(judge.predict(mnist.x_test), mnist.y_test)

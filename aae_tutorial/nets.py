@@ -1,6 +1,8 @@
 """MLP builders for encoders, decoders and discriminators (paper appendix: two hidden layers of 1000 ReLU units)."""
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 
 from torch import nn
@@ -9,6 +11,29 @@ from . import checks
 
 #: The paper's hidden sizes for every network on MNIST.
 PAPER_HIDDEN = (1000, 1000)
+
+
+class RecordsInit:
+    """Mixin that keeps the arguments a model was constructed with in ``self.init_args``, as plain data: what a
+    checkpoint's key reads of a model (the model itself knows nothing of checkpoints)."""
+
+    init_args: dict
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw) -> None:
+            if "init_args" not in self.__dict__:  # the outermost constructor records
+                bound = inspect.signature(init).bind(self, *args, **kw)
+                bound.apply_defaults()
+                self.__dict__["init_args"] = {k: v for k, v in list(bound.arguments.items())[1:]}
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
 
 
 def _checked(sizes: Sequence[int]) -> list[int]:

@@ -164,7 +164,7 @@ def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, 
     step = engine.autocast(trainee.step, device, torch.bfloat16 if precision == "bf16" else None)
     config = {"experiment": exp.training(), "scale": scale, "hidden": list(hidden), "seed": seed,
               "precision": precision, "batch_size": 100}
-    key = checkpoints.key(name, model, trainee.step, data, config, scale)
+    key = checkpoints.key(name, model, trainee.step, data, config, scale, (order_generator, minibatches, train_seed))
     order = order_generator(device)
     optimisers = engine.optimisers(model, trainee.step)
     schedules = exp.recipe.schedules(optimisers)

@@ -131,6 +131,10 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
     return histories
 
 
+#: The parts of this loop that decide the weights (data order, epoch loop): checkpoint keys cover their code.
+LOOP = (order_generator, minibatches, _train)
+
+
 def _log_run(run: Run) -> None:
     """Append the run to ``$AAE_RUN_LOG`` (JSON lines) when set: how the full-course command counts model-epochs."""
     if log := os.environ.get("AAE_RUN_LOG"):
@@ -197,7 +201,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     """
     data, device = _checked(data, epochs, batch_size, mode), checks.device(device)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
-    key = checkpoints.key(name, model, step, data, config, mode.name)
+    key = checkpoints.key(name, model, step, data, config, mode.name, LOOP)
     path = checkpoints.path_for(name, key)
     meta = checkpoints.load(path, model, key)
     state = random_state()
@@ -258,7 +262,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         step = make_step(model, member.labelled)
         cfg = {"seed": member.seed, **config}
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
-        key = checkpoints.key(member.name, model, step, used, cfg, mode.name)
+        key = checkpoints.key(member.name, model, step, used, cfg, mode.name, LOOP)
         path = checkpoints.path_for(member.name, key)
         meta = checkpoints.load(path, model, key)
         state = random_state()  # restored at the end: trained or loaded, the same state is left behind

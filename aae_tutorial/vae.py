@@ -12,13 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from . import checks, nets
-from .checkpoints import RecordsInit
 from .priors import Gaussian, Prior
 from .recipes import COURSE, Recipe
 from .steps import reconstruction_loss, update
 
 
-class VAE(RecordsInit, nn.Module):
+class VAE(nets.RecordsInit, nn.Module):
     """A VAE with a Gaussian q(z|x). ``recipe`` gives its one optimiser (the reconstruction phase's) and its
     reconstruction cost; the VAE has no adversarial phase."""
 

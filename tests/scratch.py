@@ -1,7 +1,8 @@
 """A pytest plugin: running the tests never changes a tracked file.
 
-* Every record a test or an executed notebook writes goes to a scratch results folder (``AAE_RESULTS_DIR``, a new
-  temporary folder, or ``AAE_TEST_RESULTS`` where that names one to keep), never into ``book/results/``; the notebooks
+* Every record a test or an executed notebook writes goes to a scratch results folder (``AAE_RESULTS_DIR``: a new
+  temporary folder, removed at the end, or ``AAE_TEST_RESULTS`` where that names one to keep, e.g. to compare two
+  runs' fresh records), never into ``book/results/``; the notebooks
   still read the committed records of the chapters not run in this session (:func:`aae_tutorial.results.roots`).
 * At the end of the session, the repository's ``git status`` must be what it was at the start: a file the tests
   created, changed or deleted fails the run, and is named.
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
+KEEP = bool(os.environ.get("AAE_TEST_RESULTS"))  # a folder named to keep: the fresh records outlive the session
 SCRATCH = os.environ["AAE_RESULTS_DIR"] = os.environ.get("AAE_TEST_RESULTS") or tempfile.mkdtemp(
     prefix="aae-results-")
 
@@ -45,6 +48,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not KEEP:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
     before = session.config.stash.get(_BEFORE, None)
     after = tree_state(session.config.rootpath)
     if before is None or after is None or not (paths := changed(before, after)):

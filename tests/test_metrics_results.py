@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from aae_tutorial import bench, categorical, data, engine, files, metrics, recipes, results, tables, train
+from aae_tutorial import bench, categorical, data, engine, files, history, metrics, recipes, results, tables, train
 from aae_tutorial.categorical import CategoricalAAE
 
 
@@ -96,9 +96,9 @@ def run(name="r", mode="full", device="cpu", epochs=3, wall=10.0, metrics_=None)
 
 def test_selected_epoch_is_the_lowest_validation_error():
     r = run(metrics_={"valid_error": [5.0, 3.0, 4.0, 3.0], "test_error": [1.0, 9.0, 0.5, 0.1]})
-    assert categorical.selected_epoch(r) == 1  # the first minimum of the validation error, never the test error
+    assert history.selected_epoch(r) == 1  # the first minimum of the validation error, never the test error
     with pytest.raises(ValueError, match="logged no 'valid_error'"):
-        categorical.selected_epoch(run(metrics_={"test_error": [1.0]}))
+        history.selected_epoch(run(metrics_={"test_error": [1.0]}))
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ def notebook(mode: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.Not
 @pytest.mark.notebooks
 def test_nbval_runs_a_full_mode_notebook_in_quick_mode_and_still_checks_the_rest(pytester, monkeypatch):
     monkeypatch.setenv("AAE_MODE", "quick")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))  # the conftest's plugins (scratch) live beside it
     pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
     show_mode = "import os\nprint(os.environ['AAE_MODE'])"
     nbformat.write(notebook("full", [(show_mode, "full\n", [MODE_TAG]), ("print(2 + 2)", "4\n", [])]),

@@ -1,0 +1,43 @@
+"""Layers that point one way: the method (models, priors, steps, metrics) knows nothing of training, checkpoints or
+records, and no module of the package loads another behind the import graph's back."""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "aae_tutorial"
+#: The method: the paper's models, priors, training steps and metrics, and what they are built from.
+METHOD = ("nets", "priors", "steps", "metrics", "recipes", "aae", "vae", "conditional", "categorical", "judge")
+#: What every layer may use: argument checks, Markdown tables, atomic files, the data.
+SHARED = ("checks", "tables", "files", "data")
+#: Training, checkpoints and records: what the method must not import.
+ABOVE = ("train", "checkpoints", "history", "results", "run", "engine", "ensemble", "kinds", "experiments", "course",
+         "full_course", "gpu_check", "bench", "plan", "mode", "trials", "widgets", "plots", "figures")
+
+
+def imports(module: str) -> set[str]:
+    """The package modules ``module`` imports (``from . import x``, ``from .x import y``, ``import aae_tutorial.x``),
+    at any depth of its code."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("aae_tutorial")):
+            base = (node.module or "").removeprefix("aae_tutorial").lstrip(".")
+            found |= {base.split(".")[0]} if base else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("aae_tutorial.")}
+    return found
+
+
+@pytest.mark.parametrize("module", METHOD + SHARED)
+def test_the_method_imports_no_training_checkpoint_or_record_code(module):
+    assert not imports(module) & set(ABOVE), sorted(imports(module) & set(ABOVE))
+
+
+def test_every_module_is_placed_in_a_layer():
+    assert {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"} == set(METHOD) | set(SHARED) | set(ABOVE)
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in PACKAGE.glob("*.py")))
+def test_no_module_loads_another_through_importlib(module):
+    assert "importlib" not in (PACKAGE / f"{module}.py").read_text()
