@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import os
 import statistics
@@ -329,19 +330,44 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
         also = {k: v[r.selected_epoch - 1] for k, v in r.history.metrics.items() if k != "valid"}
         rows.append({field: value, "valid_best": round(best(curve), 4), "epoch": r.selected_epoch, **also,
                      "valid_curve": [round(v, 4) for v in curve], "wall_time_s": round(r.wall_time_s, 1)})
-    chosen = best(rows, key=lambda row: row["valid_best"])
     rec = {"experiment": f"{exp.name}_{field}_sweep", "swept": field, "base": base, "settings": exp.settings,
-           "scale": scale, "mode": scale,
-           "hidden": list(sc.hidden), "epochs": epochs or sc.epochs, "seed": sc.seeds[0], "rows": rows,
-           "chosen": chosen[field], "chosen_on": "the validation images (the last 10,000 training images)",
+           "scale": scale, "mode": scale, "hidden": list(sc.hidden), "epochs": epochs or sc.epochs,
+           "seed": sc.seeds[0], "precision": precision_for(scale, device), "rows": rows,
+           "chosen_on": "the validation images (the last 10,000 training images)",
            "metric": f"validation: {exp.metric.replace('test ', '')}", "recipe": exp.recipe.name,
            "device": describe_device(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    if write:
-        path = record_path(rec["experiment"], scale)
-        with folder_lock(path.parent):
-            write_json(path, rec)
-        print(f"{exp.name}: {field} {chosen[field]:g} is best on validation ({chosen['valid_best']}); wrote {path}")
+    if not write:
+        return merge_sweeps(None, rec, best)
+    path = record_path(rec["experiment"], scale)
+    with folder_lock(path.parent):
+        rec = merge_sweeps(json.loads(path.read_text()) if path.exists() else None, rec, best)
+        write_json(path, rec)
+    chosen = next(row for row in rec["rows"] if row[field] == rec["chosen"])
+    print(f"{exp.name}: {field} {rec['chosen']:g} is best on validation ({chosen['valid_best']}) of "
+          f"{len(rec['rows'])} tried; wrote {path}")
     return rec
+
+
+#: What two searches must share for their rows to sit in one record: the same runs but for the swept value.
+SWEEP_SAME = ("swept", "base", "settings", "scale", "hidden", "epochs", "seed", "precision", "recipe")
+
+
+def merge_sweeps(old: dict | None, new: dict, best=min) -> dict:
+    """``new``'s search added to ``old``, the record of an earlier one (a later ``--sweep adv_lr 1e-3`` beside an
+    earlier ``--sweep adv_lr 5e-4``): ``new``'s rows replace ``old``'s rows of the same value, and the value is chosen
+    again, on validation, over every row. An ``old`` made otherwise (another width, length, seed, precision or
+    start) is replaced, with a note saying so, since its scores would not compare."""
+    field, rows = new["swept"], list(new["rows"])
+    if old is not None:
+        if all(old.get(k) == new[k] for k in SWEEP_SAME):
+            values = {row[field] for row in rows}
+            rows = [row for row in old["rows"] if row[field] not in values] + rows
+        else:
+            differ = [k for k in SWEEP_SAME if old.get(k) != new[k]]
+            print(f"{new['experiment']}: the earlier search differs in {', '.join(differ)}; its rows are replaced")
+    rows.sort(key=lambda row: row[field])
+    chosen = best(rows, key=lambda row: row["valid_best"])
+    return {**new, "rows": rows, "chosen": chosen[field]}
 
 
 #: The order a loan trains in: the paper's headline tables first (sections 5, 6 and 3), then the rest of the book.

@@ -27,7 +27,8 @@ def _best(curve: list[float], epochs: int, higher_is_better: bool) -> tuple[floa
 def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_better: bool = False) -> list[dict]:
     """One row per run: ``change`` (``None`` for the experiment itself; a search started from changed settings, with
     ``--set``, names them too), ``valid`` (the best validation value within
-    ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged, and for the records
+    ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged, ``precision`` where
+    the record gives it (the searches before 2026-12-07 do not), and for the records
     of whole experiments ``swing``, the median change of the validation value from one epoch to the next (how much
     one seed's best can move by chance; ``None`` within one epoch). Runs shorter than ``epochs`` are left out, so
     that every row is compared at the same length."""
@@ -38,13 +39,14 @@ def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_bet
     for change, name in ((None, experiment), ("the paper's recipe and networks", f"{experiment}_paper_recipe")):
         if not (path := full / f"{name}.json").is_file():
             continue
-        curve = load(path)["valid_curves"][0]
+        rec = load(path)
+        curve = rec["valid_curves"][0]
         if len(curve) < epochs:
             continue
         value, epoch = _best(curve, epochs, higher_is_better)
         steps = [abs(b - a) for a, b in zip(curve[:epochs - 1], curve[1:epochs])]
         found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(curve), "clusters_used": None,
-                      "swing": statistics.median(steps) if steps else None})
+                      "precision": rec.get("precision"), "swing": statistics.median(steps) if steps else None})
     for path in sorted(full.glob(f"{experiment}_*_sweep.json")):
         rec = load(path)
         field, base = rec["swept"], rec.get("base", {})  # base: the settings a search started from (--set)
@@ -54,8 +56,8 @@ def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_bet
             value, epoch = _best(row["valid_curve"], epochs, higher_is_better)
             used = row.get("clusters_used") if epoch == row["epoch"] else None
             change = ", ".join(f"{k} {v:g}" for k, v in {**base, field: row[field]}.items())
-            found.append({"change": change, "valid": value, "epoch": epoch,
-                          "epochs": len(row["valid_curve"]), "clusters_used": used})
+            found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(row["valid_curve"]),
+                          "clusters_used": used, "precision": rec.get("precision")})
     return found
 
 
@@ -72,7 +74,8 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
     for r in sorted(found, key=lambda r: sign * r["valid"]):
         delta = "" if base is None or r["change"] is None else f"{r['valid'] - base:+.2f}"
         used = ["–" if r["clusters_used"] is None else f"{r['clusters_used']:g}"] if counted else []
-        body.append([r["change"] or f"none ({baseline})", f"{r['valid']:.2f}", r["epoch"], delta, *used])
+        body.append([r["change"] or f"none ({baseline})", f"{r['valid']:.2f}", r["epoch"], delta,
+                     r["precision"] or "not recorded", *used])
     note = (f"Each run at the paper's width (1000 units), seed 0, compared over its first {epochs} epochs by its best "
             f"validation score; the test images were not used."
             + (" Categories used: on the validation images at that epoch, where the run logged it." if counted else "")
@@ -81,5 +84,5 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
                f" One seed each: with {baseline}, the validation value moves by {own['swing']:.2f} from one epoch to "
                "the next (median), so a difference smaller than that is no evidence either way."))
     return tables.markdown(["change from " + baseline, "best on validation", "at epoch", "vs none",
-                            *(["categories used"] if counted else [])], body,
+                            "precision", *(["categories used"] if counted else [])], body,
                            f"What was tried at the paper's width ({epochs} epochs)", note)

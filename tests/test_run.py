@@ -176,6 +176,20 @@ def test_a_sweep_from_changed_settings_is_named_and_recorded_as_such(cache):
         run.main(["semisupervised_100_labels", "--set", "z_dim", "10"])  # --set without --sweep: refused
 
 
+def test_a_later_sweep_adds_to_the_record_and_the_choice_is_made_again_over_every_row(cache):
+    exp = tiny("semisupervised_100_labels")
+    first = run.sweep(exp, "adv_lr", [5e-4], epochs=1, device="cpu", splits=fake_splits(), progress=False)
+    later = run.sweep(exp, "adv_lr", [1e-3, 2e-4], epochs=1, device="cpu", splits=fake_splits(), progress=False)
+    assert [r["adv_lr"] for r in later["rows"]] == [2e-4, 5e-4, 1e-3] and later["precision"] == "fp32"
+    assert later["rows"][1] == first["rows"][0]  # the earlier row, kept as it was
+    assert later["chosen"] == min(later["rows"], key=lambda r: r["valid_best"])["adv_lr"]
+    assert json.loads(run.record_path(later["experiment"], "quick").read_text())["rows"] == later["rows"]
+    other = run.sweep(exp, "adv_lr", [5e-4], epochs=2, device="cpu", splits=fake_splits(), progress=False)
+    assert [r["adv_lr"] for r in other["rows"]] == [5e-4]  # another length does not compare: replaced
+    bad = dict(later["rows"][0], valid_best=-1.0)  # a row the merge must choose: lowest error
+    assert run.merge_sweeps(later, {**later, "rows": [bad]})["chosen"] == 2e-4
+
+
 def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, monkeypatch):
     monkeypatch.setattr(run.kinds.Splits, "of", classmethod(lambda cls, mnist: fake_splits()))
     monkeypatch.setattr(run, "load_mnist", lambda device: None)

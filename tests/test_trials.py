@@ -11,7 +11,7 @@ def write(folder, name, record):
 def test_each_change_is_compared_with_the_experiment_at_equal_epochs_on_validation(tmp_path):
     write(tmp_path, "exp", {"valid_curves": [[30.0, 25.0, 20.0, 10.0]], "value": 1.0})  # 10 only after epoch 3
     write(tmp_path, "exp_paper_recipe", {"valid_curves": [[40.0, 35.0, 38.0]], "value": 99.0})
-    write(tmp_path, "exp_balance_sweep", {"swept": "balance", "rows": [
+    write(tmp_path, "exp_balance_sweep", {"swept": "balance", "precision": "fp32", "rows": [
         {"balance": 2.0, "valid_curve": [28.0, 22.0, 24.0], "epoch": 2, "clusters_used": 16},
         {"balance": 0.5, "valid_curve": [50.0, 45.0], "epoch": 2, "clusters_used": 9}]})  # too short: left out
     found = trials.rows("exp", 3, tmp_path)
@@ -20,7 +20,8 @@ def test_each_change_is_compared_with_the_experiment_at_equal_epochs_on_validati
     text = trials.table("exp", 3, "the chapter's settings", tmp_path)
     lines = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert lines[0].startswith("| none (the chapter's settings) | 20.00 | 3 |")
-    assert lines[1] == "| balance 2 | 22.00 | 2 | +2.00 | 16 |"
+    assert lines[1] == "| balance 2 | 22.00 | 2 | +2.00 | fp32 | 16 |"  # what each run trained in, where recorded
+    assert lines[0].endswith("| not recorded | – |")
     assert lines[2].startswith("| the paper's recipe and networks | 35.00 | 2 | +15.00 |")
     assert "99" not in text and "1.0" not in text  # the test values play no part
     assert "moves by 5.00 from one epoch to the next (median)" in text  # 30 -> 25 -> 20 within the 3 epochs
@@ -35,7 +36,7 @@ def test_runs_that_count_no_categories_get_no_categories_column(tmp_path):
     write(tmp_path, "exp_z_dim_sweep", {"swept": "z_dim", "rows": [{"z_dim": 10, "valid_curve": [20.0, 21.0],
                                                                     "epoch": 1}]})
     text = trials.table("exp", 2, "the chapter's settings", tmp_path)
-    assert "| z_dim 10 | 20.00 | 1 | -5.00 |" in text and "categories" not in text
+    assert "| z_dim 10 | 20.00 | 1 | -5.00 | not recorded |" in text and "categories" not in text
 
 
 def test_a_one_epoch_comparison_gives_no_swing(tmp_path):
