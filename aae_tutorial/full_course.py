@@ -134,14 +134,20 @@ def _entries(path: Path) -> dict[str, dict]:
 
 
 def write_times(record: dict, path: Path = TIMES) -> None:
-    """Merge a course record's per-chapter wall times into ``path`` (``course_times.json``): only of chapters that
-    trained or hold no runs, since a learner's first run trains them. (Chapter 6 always loads the digit judge that
-    chapter 5 trains, so "trained every run" would never record it.)"""
+    """Merge a course record's per-chapter wall times into ``path`` (``course_times.json``), as a learner's first run
+    would see them: only of chapters that trained or hold no runs, and never over a colder measurement. A chapter
+    resumed after an interrupt (some of its runs loaded from checkpoints) does not replace a time measured with fewer
+    runs loaded; each time keeps its count of loaded runs, so a resumed measurement says what it is. (Chapter 6
+    always loads the digit judge that chapter 5 trains, so "nothing loaded" would never record it.)"""
     with folder_lock(path.parent):
         times = read_json(path, is_times, "the measured chapter times") or {}
-        times.setdefault(record["mode"], {}).update(
-            {c["chapter"]: {k: c[k] for k in ("wall_time_s", "device", "date")} for c in record["chapters"]
-             if c["model_epochs_trained"] or not c["runs"]})
+        mode = times.setdefault(record["mode"], {})
+        for c in record["chapters"]:
+            before = mode.get(c["chapter"], {}).get("runs_loaded_from_checkpoints")
+            loaded = c.get("runs_loaded_from_checkpoints", 0)
+            if (c["model_epochs_trained"] or not c["runs"]) and (before is None or loaded <= before):
+                mode[c["chapter"]] = {**{k: c[k] for k in ("wall_time_s", "device", "date")},
+                                      "runs": c["runs"], "runs_loaded_from_checkpoints": loaded}
         write_json(path, times)
 
 

@@ -59,7 +59,8 @@ def test_full_course_executes_counts_and_resumes(tmp_path, monkeypatch):
     warm = full_course.run(["a"], book, times=times)
     assert warm["chapters"][0]["runs_loaded_from_checkpoints"] == 1 and warm["total_model_epochs_trained"] == 0
     assert json.loads(times.read_text())["full"]["a"] == {k: saved["chapters"][0][k] for k in
-                                                          ("wall_time_s", "device", "date")}
+                                                          ("wall_time_s", "device", "date", "runs",
+                                                           "runs_loaded_from_checkpoints")}
 
 
 def test_a_chapter_run_in_full_mode_states_its_measured_time(tmp_path, monkeypatch, capsys):
@@ -72,6 +73,15 @@ def test_a_chapter_run_in_full_mode_states_its_measured_time(tmp_path, monkeypat
          "model_epochs_trained": 0}]}, times)
     assert course.expected_time("06_x", times).startswith(
         "Expected time in full mode: not measured yet for this chapter. In quick mode it took 2 min on cpu")
+    full_course.write_times({"mode": "quick", "chapters": [  # resumed: 3 of 4 runs loaded, 1 trained
+        {"chapter": "06_x", "wall_time_s": 40.0, "device": "cpu", "date": "2026-01-04", "runs": 4,
+         "runs_loaded_from_checkpoints": 3, "model_epochs_trained": 3}]}, times)
+    kept = json.loads(times.read_text())["quick"]["06_x"]
+    assert kept["wall_time_s"] == 150.0 and kept["runs_loaded_from_checkpoints"] == 0  # the cold time stays
+    full_course.write_times({"mode": "quick", "chapters": [  # a new cold run replaces it
+        {"chapter": "06_x", "wall_time_s": 140.0, "device": "cpu", "date": "2026-01-05", "runs": 4,
+         "runs_loaded_from_checkpoints": 0, "model_epochs_trained": 9}]}, times)
+    assert json.loads(times.read_text())["quick"]["06_x"]["wall_time_s"] == 140.0
     full_course.write_times({"mode": "full", "chapters": [
         {"chapter": "06_x", "wall_time_s": 183.0, "device": "cuda (H100)", "date": "2026-01-02", "runs": 4,
          "model_epochs_trained": 300}]}, times)
