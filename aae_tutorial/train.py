@@ -7,6 +7,7 @@ on the device and read once per epoch. How a step runs (eagerly, or captured who
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -254,7 +255,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
     if len(members) > 1:
         config["trained_with"] = names
-    todo = []  # the members to train: (member, model, (checkpoint path, key), data order)
+    built = []  # every member: (member, model, (checkpoint path, key), its starting weights, its data order)
     out: dict[str, tuple[nn.Module, Run]] = {}
     for member in members:
         seed_everything(member.seed)
@@ -264,15 +265,27 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
         key = checkpoints.key(member.name, model, step, used, cfg, mode.name, LOOP)
         path = checkpoints.path_for(member.name, key)
+        start_weights = copy.deepcopy(model.state_dict()) if len(members) > 1 else None
         meta = checkpoints.load(path, model, key)
         state = random_state()  # restored at the end: trained or loaded, the same state is left behind
+        built.append((member, model, (path, key), start_weights, order_generator(device)))
         if meta is not None:
             model.eval()
-            out[member.name] = model, _finish(_loaded(member.name, cfg, meta, model))
-        else:
-            todo.append((member, model, (path, key), order_generator(device)))
+            out[member.name] = model, _loaded(member.name, cfg, meta, model)
+    todo = [b for b in built if b[0].name not in out]
+    if todo and len(todo) < len(built):
+        # an ensemble stopped part-way through saving: a member trained alone would not get the weights it gets
+        # beside the others, so the whole ensemble trains again, each member from its starting weights
+        print(f"{len(built) - len(todo)} of {len(built)} members were saved before an interrupt; the ensemble "
+              "trains again whole, so that every member gets the weights it would have had uninterrupted")
+        for _, model, _, start_weights, _ in built:
+            model.load_state_dict(start_weights)
+        todo = built
+        out.clear()
+    for name, (model, run) in out.items():
+        _finish(run)
     if todo:
-        models = [model for _, model, _, _ in todo]
+        models = [model for _, model, _, _, _ in todo]
         batched = ensemble.stack(models).train()
         labelled = [member.labelled for member, *_ in todo]
         stacked = None if labelled[0] is None else LabelledSet.stack(labelled)
@@ -283,13 +296,13 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         share = (time.perf_counter() - start) / len(models)
-        set_random_state(state)
-        for (member, model, (path, key), _), history in zip(todo, histories):
+        for (member, model, (path, key), _, _), history in zip(todo, histories):
             run = Run(member.name, {"seed": member.seed, **config}, history, mode.name, describe_device(device),
                       epochs, share, ensemble=len(models), recipe=getattr(model, "recipe", None))
             _save(path, model, run, key)
             model.eval()
             out[member.name] = model, _finish(run)
+    set_random_state(state)
     return [out[name] for name in names]
 
 

@@ -123,6 +123,35 @@ def test_fit_seeds_checkpoints_each_seed_and_trains_only_what_is_missing(capsys)
         train.fit_seeds("ae", PlainAE, make_step, [0, 0], x, 1, QUICK, "cpu", batch_size=50)
 
 
+@pytest.mark.parametrize("stop_at", [0, 1, 2])
+def test_an_ensemble_interrupted_while_saving_resumes_bit_for_bit(tmp_path, monkeypatch, stop_at, capsys):
+    x = images()
+    make_step = lambda m: (lambda idx: m.train_step(x[idx]))  # noqa: E731
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path / "whole"))
+    whole = train.fit_seeds("ae", PlainAE, make_step, [0, 1, 2], x, 2, QUICK, "cpu", batch_size=50)
+    monkeypatch.setenv("AAE_CACHE_DIR", str(tmp_path / "cut"))
+    save, saves = train._save, []
+
+    def interrupted(*args, **kwargs):
+        if len(saves) == stop_at:
+            raise KeyboardInterrupt  # the learner stops the kernel before this member is saved
+        saves.append(args[1])
+        save(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit_seeds("ae", PlainAE, make_step, [0, 1, 2], x, 2, QUICK, "cpu", batch_size=50)
+    monkeypatch.setattr(train, "_save", save)
+    resumed = train.fit_seeds("ae", PlainAE, make_step, [0, 1, 2], x, 2, QUICK, "cpu", batch_size=50)
+    if stop_at:
+        assert f"{stop_at} of 3 members were saved before an interrupt" in capsys.readouterr().out
+    for (a, _), (b, run) in zip(whole, resumed):
+        assert all(torch.equal(u, v) for u, v in zip(weights(a), weights(b)))
+        assert not run.from_checkpoint and run.ensemble == 3
+    again = train.fit_seeds("ae", PlainAE, make_step, [0, 1, 2], x, 2, QUICK, "cpu", batch_size=50)
+    assert all(r.from_checkpoint for _, r in again)  # and now every member is saved
+
+
 def test_the_semisupervised_step_trains_as_an_ensemble():
     x = images(200)
     y = torch.randint(10, (200,))
