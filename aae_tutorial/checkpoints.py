@@ -1,9 +1,11 @@
 """Checkpoints that are never stale and never fatal.
 
-* The key of a checkpoint covers everything that decides the trained weights: the model's constructor arguments
-  (which it keeps as plain data: :class:`aae_tutorial.nets.RecordsInit`), its architecture and optimiser settings,
-  the source code of the model, of the training step and of the training loop (which the loop passes in), a
-  digest of the training data, the run's config and its mode.
+* The key of a checkpoint covers everything that decides the trained weights, wherever it is defined (this package,
+  a notebook, a learner's own module): the code of every function and class the step can reach, followed down every
+  call, and every value they read (closed-over values, globals, defaults, tensors and arrays in full), the model's
+  starting weights, settings and optimisers, the training loop (which the loop passes in), the data, the run's
+  config and its mode. Installed libraries count by their version. Where the step reads a value the key cannot see
+  into, the run trains and saves nothing (:class:`UnsureKey`).
 * A checkpoint is written to a temporary file of its own, fsynced, then renamed into place, so two processes that
   train the same model never mix their files.
 * An unreadable checkpoint is moved aside as ``*.corrupt`` with a warning that names it, and the caller retrains.
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import json
 import os
+import sys
+import sysconfig
 import types
 import uuid
 import warnings
@@ -22,25 +25,12 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import nets, priors, recipes, steps
 from .data import cache_dir
 from .files import UnwritableFolder, atomic_write, check_name
-
-#: Package modules whose code shapes every model: a change to any of them retrains.
-SHARED_MODULES = (nets, steps, priors, recipes)
-
-
-def _source(obj) -> str:
-    """Source code of a class, function or module; the bytecode where the source is not available."""
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        return repr((code.co_code, code.co_consts)) if code is not None else repr(obj)
-
 
 _DIGESTS: dict[int, tuple[weakref.ref, int, str]] = {}
 
@@ -62,12 +52,6 @@ def _optimiser_settings(opt: torch.optim.Optimizer) -> list[dict]:
     return [{k: v for k, v in group.items() if k not in skip} for group in opt.param_groups]
 
 
-def _optimisers(model: nn.Module) -> dict[str, list[dict]]:
-    """Every optimiser held as an attribute of ``model`` or of its submodules, with its settings."""
-    return {f"{prefix}.{name}".lstrip("."): _optimiser_settings(opt) for prefix, module in model.named_modules()
-            for name, opt in sorted(vars(module).items()) if isinstance(opt, torch.optim.Optimizer)}
-
-
 def _code(code: types.CodeType) -> list:
     """What a function's code does and reads, and where it is defined (a line, so that two steps written alike in
     different places differ), without the addresses of nested code objects."""
@@ -76,68 +60,181 @@ def _code(code: types.CodeType) -> list:
             code.co_code.hex(), consts, list(code.co_names)]
 
 
-def fingerprint(value: object, seen: frozenset[int] = frozenset()) -> object:
-    """A JSON-able fingerprint of something a training step reads.
+def _names(code: types.CodeType) -> list[str]:
+    """Every global or attribute name a function's code reads, its nested functions' and comprehensions' too."""
+    names = list(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names += [n for n in _names(c) if n not in names]
+    return names
 
-    Tensors by digest; modules by their weights and optimiser settings; optimisers by their settings; functions by
-    their code, code position and what they read, closed-over values and globals alike, followed through wrappers
-    (e.g. :func:`aae_tutorial.engine.autocast`); other objects by their attributes.
+
+_LIBRARY_PATHS = tuple(sorted({os.path.realpath(p) for k, p in sysconfig.get_paths().items()
+                               if k in ("stdlib", "platstdlib", "purelib", "platlib")}))
+
+
+def _library(module_name: str | None) -> str | None:
+    """``"<package> <version>"`` if ``module_name`` belongs to an installed library or Python itself (keyed by its
+    version, not read); ``None`` for code a learner can edit: this package, a notebook, a module of their own."""
+    top = (module_name or "").partition(".")[0]
+    if not top or top in ("__main__", __package__):
+        return None
+    module = sys.modules.get(top)
+    path = getattr(module, "__file__", None)
+    if module is not None and path is not None and not os.path.realpath(path).startswith(_LIBRARY_PATHS):
+        return None
+    return f"{top} {getattr(module, '__version__', sys.version.split()[0])}"
+
+
+class UnsureKey(Exception):
+    """The checkpoint key cannot see all that decides the weights: a checkpoint must neither be reused nor saved."""
+
+
+#: Attributes of a class body that say nothing of what it does.
+_CLASS_NOISE = {"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__", "__firstlineno__",
+                "__static_attributes__", "__annotations__", "__orig_bases__", "__parameters__", "_abc_impl"}
+
+
+#: What every torch module holds (its parameters, buffers, submodules, hooks and mode), walked otherwise or not at all.
+_MODULE_INTERNALS = set(vars(nn.Module()))
+
+
+class _Fingerprint:
+    """One key's walk over what a step can reach. Values met twice are walked once (and kept alive, so that no
+    other object takes their id meanwhile); a value met again inside itself is marked as a cycle."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, tuple[object, object]] = {}
+        self.path: set[int] = set()
+
+    def __call__(self, value: object, where: str) -> object:
+        if value is None or isinstance(value, (str, int, float, bool, complex, bytes, torch.dtype, torch.device)):
+            return repr(value)
+        if isinstance(value, Tensor):
+            return tensor_digest(value)
+        if isinstance(value, np.ndarray):
+            return hashlib.sha256(f"{value.dtype} {value.shape}".encode() + np.ascontiguousarray(value).tobytes()
+                                  ).hexdigest() if value.dtype != object else [self(v, where) for v in value.flat]
+        if isinstance(value, np.generic):
+            return repr(value)
+        if id(value) in self.memo:
+            return self.memo[id(value)][1]
+        if id(value) in self.path:
+            return f"<cycle: {type(value).__qualname__}>"
+        self.path.add(id(value))
+        try:
+            found = self._walk(value, where)
+        finally:
+            self.path.discard(id(value))
+        self.memo[id(value)] = (value, found)
+        return found
+
+    def _function(self, f: types.FunctionType, where: str) -> object:
+        if library := _library(f.__module__):
+            return f"function {f.__module__}.{f.__qualname__} ({library})"
+        code, names = f.__code__, _names(f.__code__)
+        closure = {n: c.cell_contents if _filled(c) else "<unassigned>"
+                   for n, c in zip(code.co_freevars, f.__closure__ or ())}
+        read = {n: f.__globals__[n] for n in names if n in f.__globals__}
+        # a module the function reads: what it takes from there (``helpers.noise``), named by the same code
+        taken = {f"{n}.{a}": getattr(m, a) for n, m in read.items() if isinstance(m, types.ModuleType)
+                 and _library(m.__name__) is None for a in names if hasattr(m, a)}
+        return {"code": _code(code), "closure": self(closure, f"{where} > closure"),
+                "globals": self(read, f"{where} > globals"), "from modules": self(taken, f"{where} > modules"),
+                "defaults": self((f.__defaults__, f.__kwdefaults__), f"{where} > defaults")}
+
+    def _class(self, cls: type, where: str) -> object:
+        if library := _library(cls.__module__):
+            return f"class {cls.__module__}.{cls.__qualname__} ({library})"
+        body = {k: v for k, v in vars(cls).items() if k not in _CLASS_NOISE}
+        return {"class": cls.__qualname__, "bases": self(cls.__bases__, f"{where} > bases"),
+                "body": self(body, f"{where} > {cls.__qualname__}")}
+
+    def _walk(self, value: object, where: str) -> object:
+        if isinstance(value, types.ModuleType):
+            return f"module {value.__name__} ({_library(value.__name__) or 'read by name'})"
+        if isinstance(value, type):
+            return self._class(value, where)
+        if isinstance(value, nn.Module):
+            modules = dict(value.named_modules())
+            return {"weights": {k: tensor_digest(v) for k, v in value.state_dict().items()},
+                    "classes": {k: self(type(m), f"{where} > {k or 'model'}") for k, m in modules.items()},
+                    "attributes": {k: self({a: v for a, v in vars(m).items() if a not in _MODULE_INTERNALS},
+                                           f"{where} > {k or 'model'}") for k, m in modules.items()}}
+        if isinstance(value, torch.optim.Optimizer):
+            return _optimiser_settings(value)
+        if isinstance(value, torch.Generator):
+            return tensor_digest(value.get_state())
+        if isinstance(value, (list, tuple)):
+            return [self(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, (set, frozenset)):
+            return sorted((self(v, f"{where} item") for v in value), key=lambda v: json.dumps(v, default=repr))
+        if isinstance(value, dict):
+            return [[self(k, f"{where} key"), self(v, f"{where}[{k!r}]")] for k, v in value.items()]
+        if isinstance(value, types.MethodType):
+            return {"method": self(value.__func__, where), "of": self(value.__self__, f"{where} > self")}
+        if isinstance(value, functools.partial):
+            return {"partial": self(value.func, where), "args": self(value.args, where),
+                    "keywords": self(value.keywords, where)}
+        if isinstance(value, types.FunctionType):
+            return self._function(value, f"{where} > {value.__qualname__}")
+        if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
+                              types.MethodWrapperType, types.MethodDescriptorType)):
+            owner = getattr(value, "__self__", None)
+            module = getattr(value, "__module__", None) or type(owner).__module__
+            return {"builtin": f"{module}.{getattr(value, '__qualname__', value.__name__)} ({_library(module)})",
+                    "of": None if owner is None or isinstance(owner, (types.ModuleType, type))
+                    else self(owner, f"{where} > self")}
+        named = getattr(value, "__qualname__", None)
+        if callable(value) and isinstance(named, str) and (library := _library(getattr(value, "__module__", None))):
+            return f"function {value.__module__}.{named} ({library})"  # a library's function object (np.mean)
+        if hasattr(value, "__dict__") or hasattr(type(value), "__slots__"):
+            slots = [a for c in type(value).__mro__ for a in getattr(c, "__slots__", ()) if hasattr(value, a)]
+            state = {**{a: getattr(value, a) for a in slots}, **getattr(value, "__dict__", {})}
+            return {"object": self(type(value), where), "attributes": self(state, where)}
+        text = repr(value)
+        if " at 0x" in text or "..." in text or text.startswith("<"):
+            raise UnsureKey(f"the step reads a {type(value).__qualname__} ({where}), whose value the checkpoint key "
+                            "cannot read: it trains, and saves no checkpoint. To make it reusable, hold that value as "
+                            "numbers, a tensor, an array, or an object of such attributes")
+        return {"value": text, "type": self(type(value), where)}
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a closure variable not yet assigned
+        return False
+    return True
+
+
+def fingerprint(value: object, where: str = "the step") -> object:
+    """A JSON-able fingerprint of something a training step reads, followed wherever it leads.
+
+    Tensors and arrays by their bytes; modules by their weights, the code of their classes and their attributes
+    (optimisers by their settings); functions by their code, code position and everything they read, closed-over
+    values, defaults, globals and what they take from a module, followed through wrappers (e.g.
+    :func:`aae_tutorial.engine.autocast`) and down every call; objects by their class's code and their attributes;
+    installed libraries by name and version. A value it cannot read raises :class:`UnsureKey`.
     """
-    if value is None or isinstance(value, (str, int, float, bool, torch.dtype, torch.device)):
-        return repr(value)
-    if isinstance(value, Tensor):
-        return tensor_digest(value)
-    if isinstance(value, (types.ModuleType, type)):
-        return f"{type(value).__name__} {getattr(value, '__module__', '')}.{value.__name__}"
-    if id(value) in seen or len(seen) > 8:
-        return "..."
-    seen = seen | {id(value)}
-    if isinstance(value, nn.Module):
-        return {"weights": {k: tensor_digest(v) for k, v in value.state_dict().items()},
-                "optimisers": _optimisers(value), "init_args": fingerprint(getattr(value, "init_args", None), seen)}
-    if isinstance(value, torch.optim.Optimizer):
-        return _optimiser_settings(value)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [fingerprint(v, seen) for v in value]
-    if isinstance(value, dict):
-        return {repr(k): fingerprint(v, seen) for k, v in value.items()}
-    if isinstance(value, types.MethodType):
-        return {"method": fingerprint(value.__func__, seen), "of": fingerprint(value.__self__, seen)}
-    if isinstance(value, functools.partial):
-        return {"partial": fingerprint(value.func, seen), "args": fingerprint(value.args, seen),
-                "keywords": fingerprint(value.keywords, seen)}
-    if isinstance(value, types.FunctionType):
-        code = value.__code__
-        closure = dict(zip(code.co_freevars, (c.cell_contents for c in value.__closure__ or ())))
-        read = {n: value.__globals__[n] for n in code.co_names if n in value.__globals__}
-        if value.__module__ and value.__module__.startswith("aae_tutorial"):
-            read = {n: v for n, v in read.items() if not callable(v)}  # the package's code is keyed by its source
-        return {"code": _code(code), "closure": fingerprint(closure, seen), "globals": fingerprint(read, seen),
-                "defaults": fingerprint(value.__defaults__, seen)}
-    if hasattr(value, "__dict__"):
-        return {"object": f"{type(value).__module__}.{type(value).__qualname__}",
-                "attributes": fingerprint(vars(value), seen)}
-    return repr(value)
+    return _Fingerprint()(value, where)
 
 
 def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], config: dict, mode: str,
         loop: Sequence[Callable] = ()) -> str:
-    """A 16-hex-digit digest of everything that decides the weights a run produces: besides the code, the data and
-    the config, the model's starting weights and optimiser settings, what the step reads, and the random state the
-    run starts from (its data order and noise). ``loop`` are the functions of the training loop that decide the
-    weights (data order, epoch loop), passed by the loop itself: a change to them retrains too."""
-    classes = [c for c in type(model).__mro__ if c.__module__.startswith("aae_tutorial")]
-    sources = [_source(c) for c in classes] + [_source(m) for m in SHARED_MODULES] + [
-        _source(f) for f in loop] + [_source(step)]
+    """A 16-hex-digit digest of everything that decides the weights a run produces: the model (its starting weights,
+    the code of its classes, its settings and optimisers), the step and all it can reach (:func:`fingerprint`), the
+    data, the config, the mode, and the random state the run starts from (its data order and noise). ``loop`` are the
+    functions of the training loop that decide the weights (data order, epoch loop), passed by the loop itself: a
+    change to their code retrains too (their code only: the loop's own machinery, checkpoints included, is not walked). Raises :class:`UnsureKey` where the step reads a value it cannot see into."""
+    walk = _Fingerprint()
     parts = {
-        "name": name, "mode": mode, "config": config,
-        "init_args": getattr(model, "init_args", None), "architecture": repr(model),
-        "model": fingerprint(model), "step": fingerprint(step),
-        "source": hashlib.sha256("\n".join(sources).encode()).hexdigest(),
+        "name": name, "mode": mode, "config": walk(config, "the run's config"), "architecture": repr(model),
+        "model": walk(model, "the model"), "step": walk(step, "the step"), "loop": [_code(f.__code__) for f in loop],
         "data": [tensor_digest(t) for t in data],
         "random_state": hashlib.sha256(torch.random.get_rng_state().numpy().tobytes()).hexdigest(),
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def path_for(name: str, digest: str) -> Path:

@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -165,14 +166,28 @@ def _loaded(name: str, config: dict, meta: dict, model: nn.Module) -> Run:
                meta.get("ensemble", 1), getattr(model, "recipe", None))
 
 
-def _save(path, model: nn.Module, run: Run, key: str) -> None:
+def _checkpoint(name: str, model: nn.Module, step: Step, data: Sequence[Tensor], config: dict,
+                mode: RunMode) -> tuple[Path | None, str | None]:
+    """The checkpoint path and key of a run; ``(None, None)``, said aloud, where the key cannot see all the step
+    reads: then the run trains and saves nothing, so that no edit is ever missed."""
+    try:
+        key = checkpoints.key(name, model, step, data, config, mode.name, LOOP)
+    except checkpoints.UnsureKey as e:
+        print(f"{name}: {e}")
+        return None, None
+    return checkpoints.path_for(name, key), key
+
+
+def _save(path: Path | None, model: nn.Module, run: Run, key: str | None) -> None:
     """Checkpoint a finished run, after checking that its weights are finite: a loss is read before its update, so
-    the last update can break the weights of a run whose losses all were finite."""
+    the last update can break the weights of a run whose losses all were finite. No ``path``: no checkpoint."""
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise NonFiniteWeightsError(f"{run.name}: non-finite weights after training ({', '.join(bad[:3])}"
                                     f"{', ...' if len(bad) > 3 else ''}) although every loss was finite; nothing was "
                                     "saved (lower the learning rates, or check the step)")
+    if path is None:
+        return
     meta = {"history": asdict(run.history), "mode": run.mode, "device": run.device, "wall_time_s": run.wall_time_s,
             "ensemble": run.ensemble, "key": key}
     try:
@@ -202,9 +217,8 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     """
     data, device = _checked(data, epochs, batch_size, mode), checks.device(device)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
-    key = checkpoints.key(name, model, step, data, config, mode.name, LOOP)
-    path = checkpoints.path_for(name, key)
-    meta = checkpoints.load(path, model, key)
+    path, key = _checkpoint(name, model, step, data, config, mode)
+    meta = checkpoints.load(path, model, key) if path else None
     state = random_state()
     if meta is not None:
         run = _loaded(name, config, meta, model)
@@ -263,10 +277,9 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         step = make_step(model, member.labelled)
         cfg = {"seed": member.seed, **config}
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
-        key = checkpoints.key(member.name, model, step, used, cfg, mode.name, LOOP)
-        path = checkpoints.path_for(member.name, key)
+        path, key = _checkpoint(member.name, model, step, used, cfg, mode)
         start_weights = copy.deepcopy(model.state_dict()) if len(members) > 1 else None
-        meta = checkpoints.load(path, model, key)
+        meta = checkpoints.load(path, model, key) if path else None
         state = random_state()  # restored at the end: trained or loaded, the same state is left behind
         built.append((member, model, (path, key), start_weights, order_generator(device)))
         if meta is not None:
