@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import checkpoints, checks, engine, ensemble, recipes
+from .priors import Prior
 from .data import LabelledSet, check_images
 from .history import History, Run
 from .mode import RunMode, describe_device
@@ -160,6 +161,17 @@ def _checked(data: Tensor | Sequence[Tensor], epochs: int, batch_size: int, mode
     return data
 
 
+def _check_priors(name: str, model: nn.Module, device: torch.device) -> None:
+    """A prior that samples on another device than the one training runs on fails inside the step with torch's
+    words; say it here, with the fix."""
+    for attr, prior in vars(model).items():
+        if isinstance(prior, Prior) and (prior.device.type != device.type or None not in (
+                prior.device.index, device.index) and prior.device.index != device.index):
+            raise ValueError(f"{name}: the model's prior ({attr}, {prior!r}) samples on {prior.device}, but training "
+                             f"runs on {device}; build it on the training device, e.g. "
+                             f"{type(prior).__name__}(..., device=device)")
+
+
 def _loaded(name: str, config: dict, meta: dict, model: nn.Module) -> Run:
     history = History(**meta["history"])
     return Run(name, config, history, meta["mode"], meta["device"], history.epochs, meta["wall_time_s"], True,
@@ -217,6 +229,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     """
     data, device = _checked(data, epochs, batch_size, mode), checks.device(device)
     config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
+    _check_priors(name, model, device)
     path, key = _checkpoint(name, model, step, data, config, mode)
     meta = checkpoints.load(path, model, key) if path else None
     state = random_state()
@@ -277,6 +290,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         step = make_step(model, member.labelled)
         cfg = {"seed": member.seed, **config}
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
+        _check_priors(member.name, model, device)
         path, key = _checkpoint(member.name, model, step, used, cfg, mode)
         start_weights = copy.deepcopy(model.state_dict()) if len(members) > 1 else None
         meta = checkpoints.load(path, model, key) if path else None

@@ -446,3 +446,11 @@ def test_a_fifo_at_the_checkpoint_path_is_set_aside_without_hanging(cache):
 def test_fit_seeds_without_seeds_says_so():
     with pytest.raises(ValueError, match="seeds must be distinct and at least one"):
         train.fit_seeds("x", TinyAE, lambda m: None, [], patterns(10), 1, mode.RunMode("quick", "test"), "cpu")
+
+
+def test_a_prior_on_another_device_than_training_is_named_with_the_fix():
+    x = patterns(100)
+    model = AAE(Gaussian(2, 5.0, device="meta"), (8,))
+    with pytest.raises(ValueError, match=r"samples on meta, but training runs on cpu; build it on the training "
+                                         r"device, e\.g\. Gaussian\(\.\.\., device=device\)"):
+        train.fit("prior-device", model, lambda idx: model.train_step(x[idx]), x, 1, QUICK, "cpu", batch_size=50)
