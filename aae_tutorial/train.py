@@ -309,7 +309,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
             model.load_state_dict(start_weights)
         todo = built
         out.clear()
-    for name, (model, run) in out.items():
+    for _, run in out.values():  # the loaded members, said once it is known that they stay loaded
         _finish(run)
     if todo:
         models = [model for _, model, _, _, _ in todo]
