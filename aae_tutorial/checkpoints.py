@@ -226,7 +226,8 @@ def key(name: str, model: nn.Module, step: Callable, data: Sequence[Tensor], con
     the code of its classes, its settings and optimisers), the step and all it can reach (:func:`fingerprint`), the
     data, the config, the mode, and the random state the run starts from (its data order and noise). ``loop`` are the
     functions of the training loop that decide the weights (data order, epoch loop), passed by the loop itself: a
-    change to their code retrains too (their code only: the loop's own machinery, checkpoints included, is not walked). Raises :class:`UnsureKey` where the step reads a value it cannot see into."""
+    change to their code retrains too (their code only: the loop's own machinery, checkpoints included, is not
+    walked). Raises :class:`UnsureKey` where the step reads a value it cannot see into."""
     walk = _Fingerprint()
     parts = {
         "name": name, "mode": mode, "config": walk(config, "the run's config"), "architecture": repr(model),

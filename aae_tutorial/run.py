@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import copy
 import dataclasses
-import json
 import math
 import os
 import statistics
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 from . import checkpoints, checks, engine, experiments, kinds, recipes, tables
 from .data import cache_dir, load_mnist
 from .experiments import Experiment
-from .files import atomic_write, check_writable, folder_lock
+from .files import atomic_write, check_writable, folder_lock, read_json
 from .history import History
 from .mode import describe_device
 from .results import write_json
@@ -340,7 +339,9 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
         return merge_sweeps(None, rec, best)
     path = record_path(rec["experiment"], scale)
     with folder_lock(path.parent):
-        rec = merge_sweeps(json.loads(path.read_text()) if path.exists() else None, rec, best)
+        earlier = read_json(path, lambda v: isinstance(v, dict) and isinstance(v.get("rows"), list),
+                            "the search's record")
+        rec = merge_sweeps(earlier, rec, best)
         write_json(path, rec)
     chosen = next(row for row in rec["rows"] if row[field] == rec["chosen"])
     print(f"{exp.name}: {field} {rec['chosen']:g} is best on validation ({chosen['valid_best']}) of "
