@@ -3,13 +3,23 @@
 * Quick mode unless AAE_MODE is set explicitly, so a CUDA machine never trains at paper scale by surprise.
 * Nothing the tests do changes a tracked file (the plugin ``scratch``): notebooks executed by nbval write their
   records to a scratch folder, not into book/results, and the session fails if ``git status`` changed.
-* The claim tests marked ``fresh_records`` read the records this session's notebooks made, so they run last.
+* The claim tests marked ``fresh_records`` read the records this session's notebooks made, so they run last, and
+  after their chapter's notebook (a test named ``test_ch<N>_...`` checks chapter N).
+* Tests run in parallel where the thread count leaves cores idle (``-n auto``): one pytest-xdist worker per
+  ``OMP_NUM_THREADS`` threads the machine's cores hold, so each worker trains at the thread count asked for (2 cores
+  at 1 thread: 2 workers; at 2 threads, or unset: none, one process as before). A notebook and the claims about its
+  records stay together in one worker, in order; a test module stays in one worker, so its fixtures are made once.
 * The committed book may hold full-mode outputs (``python -m aae_tutorial.full_course`` stamps the mode into each
   notebook's metadata). nbval then still executes every cell in the test's mode, and still compares every cell's
   output, except cells tagged ``output-depends-on-mode`` (the printed configuration: run mode, device, network
   sizes, epochs; and random numbers drawn on the device), whose committed output comes from the other mode.
 """
+import json
 import os
+import re
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("AAE_MODE", "quick")
 
@@ -28,8 +38,59 @@ def compares_output(notebook_metadata: dict, cell_tags: list[str], run_mode: str
     return MODE_TAG not in cell_tags or notebook_mode(notebook_metadata) == run_mode
 
 
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """How many workers ``-n auto`` starts: the cores divided by the threads each worker's torch uses (none where
+    that is one: a single process, no workers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = int(os.environ.get("OMP_NUM_THREADS") or cores)
+    workers = cores // max(threads, 1)
+    return workers if workers > 1 else 0
+
+
+FRESH_CLAIM = re.compile(r"::test_ch(\d+)_\w*\[(.*-)?fresh(-.*)?\]$")  # made's "fresh" parameter, on chapter N
+
+
+def worker_group(nodeid: str) -> str:
+    """The tests one worker runs together, in order: a notebook's cells, with the claims on the fresh records of its
+    chapter after them; else a test module's tests. (pytest-xdist's own ``loadgroup`` reads no marks on pytest 9.)"""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("book/"):
+        return Path(path).stem
+    if chapter := FRESH_CLAIM.search(nodeid):
+        return next(p.stem for p in sorted(BOOK.glob(f"{int(chapter[1]):02d}_*.ipynb")))
+    return path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Hand out :func:`worker_group` s, in the order collected (the longest chapter first: see below)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return ChapterScheduling(config, log)
+
+
+def chapter_seconds() -> dict[str, float]:
+    """Each notebook's measured cold wall time (``full_course``'s record), to start the longest first."""
+    course = json.loads((BOOK / "results" / "quick_course.json").read_text())
+    return {c["chapter"]: c["wall_time_s"] for c in course["chapters"]}
+
+
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("fresh_records") is not None)  # stable: else in order
+    for item in items:
+        if item.get_closest_marker("fresh_records") and not FRESH_CLAIM.search(item.nodeid):
+            raise pytest.UsageError(f"{item.nodeid}: a test of fresh records is named test_ch<N>_..., for the one "
+                                    f"chapter whose notebook makes the records it reads")
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the longest notebooks first, then the rest
+        seconds = chapter_seconds()
+        items.sort(key=lambda item: -seconds.get(worker_group(item.nodeid), -1.0))
     for item in items:
         nb = getattr(item.parent, "nb", None)
         if nb is None or not hasattr(item, "cell"):

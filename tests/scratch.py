@@ -4,6 +4,7 @@
   temporary folder, removed at the end, or ``AAE_TEST_RESULTS`` where that names one to keep, e.g. to compare two
   runs' fresh records), never into ``book/results/``; the notebooks
   still read the committed records of the chapters not run in this session (:func:`aae_tutorial.results.roots`).
+  pytest-xdist's workers share the folder of the process that started them (``AAE_TEST_SCRATCH``), which removes it.
 * At the end of the session, the repository's ``git status`` must be what it was at the start: a file the tests
   created, changed or deleted fails the run, and is named.
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-KEEP = bool(os.environ.get("AAE_TEST_RESULTS"))  # a folder named to keep: the fresh records outlive the session
-SCRATCH = os.environ["AAE_RESULTS_DIR"] = os.environ.get("AAE_TEST_RESULTS") or tempfile.mkdtemp(
-    prefix="aae-results-")
+OWNED = not os.environ.get("AAE_TEST_SCRATCH")  # else a worker of the session that made (and removes) the folder
+KEEP = bool(os.environ.get("AAE_TEST_RESULTS")) or not OWNED  # the folder outlives this process
+SCRATCH = os.environ["AAE_RESULTS_DIR"] = os.environ["AAE_TEST_SCRATCH"] = (
+    os.environ.get("AAE_TEST_SCRATCH") or os.environ.get("AAE_TEST_RESULTS") or tempfile.mkdtemp(prefix="aae-results-"))
 
 
 def tree_state(root: Path) -> dict[str, str] | None:

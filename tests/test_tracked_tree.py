@@ -41,6 +41,7 @@ def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     env.pop("AAE_RESULTS_DIR")  # what a fresh session sees: the plugin makes the scratch folder itself
     env.pop("AAE_TEST_RESULTS", None)
+    env.pop("AAE_TEST_SCRATCH", None)
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
 

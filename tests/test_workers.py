@@ -1,0 +1,41 @@
+"""The test session's parallel plan (``conftest``): workers by thread count, and the groups a worker runs in order."""
+from types import SimpleNamespace
+
+import pytest
+
+import conftest
+
+
+@pytest.mark.parametrize("cores, threads, workers", [
+    (2, "1", 2),  # CI at 1 thread: both cores busy, each worker at the thread count asked for
+    (2, "2", 0),  # at 2 threads: one process, as without pytest-xdist
+    (2, "", 0),  # unset: torch takes every core, so one process
+    (8, "2", 4),
+    (1, "1", 0),
+])
+def test_workers_fill_the_cores_at_the_thread_count_asked_for(monkeypatch, cores, threads, workers):
+    monkeypatch.setattr(conftest.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    assert conftest.pytest_xdist_auto_num_workers(None) == workers
+
+
+def test_a_claim_on_fresh_records_runs_with_its_chapters_notebook_and_others_with_their_module():
+    group = conftest.worker_group
+    assert group("book/06_semisupervised.ipynb::Cell 3") == "06_semisupervised"
+    assert group("tests/test_claims.py::test_ch6_beats_the_baseline[100-fresh]") == "06_semisupervised"
+    assert group("tests/test_claims.py::test_ch3_matches[fresh-gaussian]") == "03_aae"
+    assert group("tests/test_claims.py::test_ch6_beats_the_baseline[100-committed]") == "tests/test_claims.py"
+    assert group("tests/test_run.py::test_a_run_resumes") == "tests/test_run.py"
+
+
+def test_a_claim_on_fresh_records_that_names_no_chapter_is_refused():
+    fresh = SimpleNamespace(nodeid="tests/test_claims.py::test_records_agree[fresh]",
+                            get_closest_marker=lambda mark: mark == "fresh_records" or None)
+    with pytest.raises(pytest.UsageError, match="test_ch<N>_"):
+        conftest.pytest_collection_modifyitems(SimpleNamespace(), [fresh])
+
+
+def test_the_longest_chapter_is_measured_and_handed_out_first():
+    seconds = conftest.chapter_seconds()
+    assert set(seconds) >= {p.stem for p in conftest.BOOK.glob("0*.ipynb")}
+    assert max(seconds, key=seconds.get) == "03_aae"
