@@ -41,6 +41,7 @@ def compares_output(notebook_metadata: dict, cell_tags: list[str], run_mode: str
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: the torch floor runs without it
 def pytest_xdist_auto_num_workers(config) -> int:
     """How many workers ``-n auto`` starts: the cores divided by the threads each worker's torch uses (none where
     that is one: a single process, no workers)."""
@@ -64,6 +65,7 @@ def worker_group(nodeid: str) -> str:
     return path
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Hand out :func:`worker_group` s, in the order collected (the longest chapter first: see below)."""
     from xdist.scheduler import LoadScopeScheduling
