@@ -342,10 +342,11 @@ def paper_width_records(folder: Path | None = None) -> list[dict]:
 
 
 def paper_width_table(records: Sequence[dict], title: str = "") -> str:
-    """The paper-width runs with what they cost: width, device, precision, threads, epochs done of those planned,
-    the epoch picked on validation, wall time and seconds per epoch, beside the paper's value and theirs."""
+    """The paper-width runs with what they cost: seeds, width, device, precision, threads, epochs done of those
+    planned, the epoch picked on validation, wall time and seconds per epoch, beside the paper's value and theirs."""
     rows = [[readable(r["experiment"]), _fmt(r["paper"], r.get("paper_std")), _fmt(r["value"], r.get("std")),
-             r["hidden"][0], f"{r['device']}, {r['precision']}, {r['threads']} thread{'s' * (r['threads'] > 1)}",
+             ", ".join(map(str, r["seeds"])), r["hidden"][0],
+             f"{r['device']}, {r['precision']}, {r['threads']} thread{'s' * (r['threads'] > 1)}",
              f"{r['epochs']} of {r['epochs_planned']}", ", ".join(map(str, r["selected_epochs"])),
              f"{r['wall_time_s'] / 60:.0f} min", f"{r['wall_time_s'] / r['epochs'] / len(r['seeds']):.0f} s"]
             for r in records]
@@ -353,10 +354,9 @@ def paper_width_table(records: Sequence[dict], title: str = "") -> str:
         rows.append(["(no paper-width run recorded yet)"])
     note = ("Trained with `python -m aae_tutorial.run NAME --scale full`, in the background under `nice` beside other "
             "work on the same 2-core machine, so the seconds per epoch are what the run took, not the machine's best; "
-            "the benchmark above measures that. " + PAPER_EPOCHS_NOTE)
-    return tables.markdown(["experiment", "paper", "paper width", "width", "device, precision", "epochs",
+            "the Performance appendix's benchmark measures that. " + PAPER_EPOCHS_NOTE)
+    return tables.markdown(["experiment", "paper", "paper width", "seeds", "width", "device, precision", "epochs",
                             "epoch picked", "wall time", "per epoch"], rows, title, note)
-
 
 
 def sweep_table(record: dict, title: str = "") -> str:

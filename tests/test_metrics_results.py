@@ -383,7 +383,7 @@ def test_the_paper_width_table_gives_each_runs_cost(results_dir):
     rec.update(threads=1, epochs_planned=60, seeds=[0])
     results.write_json(results_dir / "full" / "semisupervised_1000_labels.json", rec)
     text = results.paper_width_table(results.paper_width_records(results_dir))
-    assert "| semi-supervised, 1000 labels | 1.6 ± 0.08 | 2.1 | 1000 | cpu, bf16, 1 thread | 60 of 60 | 41 | 30 min | 30 s |" in text
+    assert "| semi-supervised, 1000 labels | 1.6 ± 0.08 | 2.1 | 0 | 1000 | cpu, bf16, 1 thread | 60 of 60 | 41 | 30 min | 30 s |" in text
 
 
 def test_a_chapter_line_sets_quick_beside_paper_width_with_epochs(results_dir):
