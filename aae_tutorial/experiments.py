@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import nets
+from .mode import MODES
 from .recipes import COURSE, COURSE_FIRM, COURSE_LABELS, PAPER, Recipe
 
 #: The quick scale's hidden layers: every network in the book at a quarter of the paper's width.
 QUICK_HIDDEN = (256, 256)
-SCALES = ("quick", "full")
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ class Experiment:
         return 500 if self.trains_on == "train" else 600
 
     def scale(self, name: str) -> Scale:
-        if name not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {name!r}")
+        if name not in MODES:
+            raise ValueError(f"scale must be one of {MODES}, got {name!r}")
         return getattr(self, name)
 
     def training(self) -> dict:

@@ -39,7 +39,7 @@ from .data import cache_dir, load_mnist
 from .experiments import Experiment
 from .files import atomic_write, check_writable, folder_lock, read_json
 from .history import History
-from .mode import describe_device
+from .mode import MODES, describe_device
 from .results import write_json
 from .train import NonFiniteLossError, minibatches, order_generator, pick_device, seed_everything
 
@@ -427,8 +427,8 @@ def listing() -> str:
         rows.append((e.name, e.chapter[:2], e.kind + ("" if e.kind in kinds.KINDS else " (its chapter)"),
                      e.recipe.name, *(f"{s.hidden[0]} × {s.epochs} ep × {len(s.seeds)} seed = {s.model_epochs}"
                                       for s in (e.quick, e.full)),
-                     " ".join(sc for sc in experiments.SCALES if record_path(e.name, sc).is_file()) or "-"))
-    total = [sum(e.scale(sc).model_epochs for e in experiments.CATALOGUE.values()) for sc in experiments.SCALES]
+                     " ".join(sc for sc in MODES if record_path(e.name, sc).is_file()) or "-"))
+    total = [sum(e.scale(sc).model_epochs for e in experiments.CATALOGUE.values()) for sc in MODES]
     return tables.markdown(["experiment", "ch.", "kind (trained by)", "recipe", "quick: width × epochs × seeds",
                             "full: width × epochs × seeds", "records by this command"], rows,
                            "The experiments of the book",
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aae_tutorial.run", description=__doc__.split("\n\n")[0])
     p.add_argument("experiments", nargs="*", help="names from --list")
     p.add_argument("--list", action="store_true", help="show every experiment and its planned model-epochs")
-    p.add_argument("--scale", choices=experiments.SCALES, default="quick")
+    p.add_argument("--scale", choices=MODES, default="quick")
     p.add_argument("--epochs", type=int, help="train to this many epochs (default: the scale's)")
     p.add_argument("--seeds", type=int, nargs="+", help="default: the scale's")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best there is)")
