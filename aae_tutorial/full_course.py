@@ -78,10 +78,11 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
     Their wall times also go into ``times`` (by default the package's ``course_times.json``).
 
     Chapters run earlier and not re-run now keep their entries, so re-running a few chapters updates the record. A
-    re-run that loads more runs from checkpoints than the entry it would replace leaves that colder measurement.
+    re-run that loads more runs from checkpoints than the entry it would replace leaves that colder measurement; the
+    record's ``latest_run`` says what this run itself did (each chapter's time, runs loaded, model-epochs trained).
     """
     out = book / "results" / f"{mode}_course.json"
-    entries = _entries(out)
+    entries, latest = _entries(out), []
     device = describe_device(pick_device())
     estimate = sum(entries[c]["wall_time_s"] for c in chapters if c in entries)
     bar = tqdm(total=round(estimate) or None, unit="s", desc=f"{mode} course (estimate from the last run)")
@@ -95,6 +96,9 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
                 seconds = time.perf_counter() - start
                 runs = [json.loads(line) for line in Path(log.name).read_text().splitlines()]
             trained = [r for r in runs if not r["from_checkpoint"]]
+            latest.append({"chapter": chapter, "wall_time_s": round(seconds, 1), "runs": len(runs),
+                           "runs_loaded_from_checkpoints": len(runs) - len(trained),
+                           "model_epochs_trained": sum(r["epochs"] for r in trained)})
             before = entries.get(chapter)
             bar.update(round(before["wall_time_s"] if before else seconds))
             tqdm.write(f"{chapter}: {seconds:.0f} s, {len(trained)} runs trained, {len(runs) - len(trained)} loaded")
@@ -102,10 +106,7 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
                 tqdm.write(f"  (the record keeps its colder measurement: {before['wall_time_s']:.0f} s on "
                            f"{before['date']}, {before['runs_loaded_from_checkpoints']} runs loaded)")
                 continue
-            entries[chapter] = {"chapter": chapter, "wall_time_s": round(seconds, 1), "device": device,
-                                "date": time.strftime("%Y-%m-%d"), "runs": len(runs),
-                                "runs_loaded_from_checkpoints": len(runs) - len(trained),
-                                "model_epochs_trained": sum(r["epochs"] for r in trained)}
+            entries[chapter] = {**latest[-1], "device": device, "date": time.strftime("%Y-%m-%d")}
     bar.close()
     ours = {c: entries[c] for c in chapters if c in entries}
     with folder_lock(out.parent):  # another run may have recorded other chapters meanwhile: merge, never replace
@@ -115,7 +116,10 @@ def run(chapters: list[str], book: Path = BOOK, mode: str = "full", times: Path 
                   "chapters": sorted(entries.values(), key=lambda c: CHAPTERS.index(c["chapter"])
                                      if c["chapter"] in CHAPTERS else len(CHAPTERS)),
                   "total_wall_time_s": round(sum(c["wall_time_s"] for c in entries.values()), 1),
-                  "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values())}
+                  "total_model_epochs_trained": sum(c["model_epochs_trained"] for c in entries.values()),
+                  "latest_run": {"date": time.strftime("%Y-%m-%d"), "device": device, "chapters": latest,
+                                 "wall_time_s": round(sum(c["wall_time_s"] for c in latest), 1),
+                                 "model_epochs_trained": sum(c["model_epochs_trained"] for c in latest)}}
         write_json(out, report)
     write_times({**report, "chapters": list(ours.values())}, times or TIMES)
     return report
