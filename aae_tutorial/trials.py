@@ -93,12 +93,12 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
 #: The paper's values where the course departs from them, each measured by a run at the paper's width that undoes it:
 #: (experiment, the setting in words, its key in the experiment's settings, or "recipe", the paper's value, the
 #: :func:`rows` change that undoes it, the source of the paper's value).
-RECIPE_SOURCE = "each value's source: recipes.PAPER_SOURCES (chapter 3's table of departures)"
+RECIPE_SOURCE = "recipes.PAPER_SOURCES, value by value"
 DEPARTURES = [
     ("semisupervised_100_labels", "style code z (dimensions)", "z_dim", "10", "z_dim 10",
-     f"the transcription's 'OG Setup' cell (LATENT_DIM_STYLE = 10), via {REPRODUCTION}"),
+     "the transcription's 'OG Setup' cell: LATENT_DIM_STYLE = 10"),
     ("semisupervised_100_labels", "batch norm in the encoder", "batch_norm", "off", "batch_norm 0",
-     "the paper does not mention batch norm; its networks are plain MLPs"),
+     "not in the paper; the transcription's Encoder (plain linear and ReLU layers) has none"),
     *[(name, "recipe and networks", "recipe", "paper", "the paper's recipe and networks", RECIPE_SOURCE)
       for name in ("semisupervised_100_labels", "semisupervised_1000_labels", "clustering_k16")],
 ]
@@ -123,7 +123,9 @@ def departures_table(epochs: int = 20, folder: Path | None = None) -> str:
     note = (f"Each effect: the best validation error within the first {epochs} epochs of one run at the paper's "
             f"width (seed 0), the course's settings → the paper's value of that one setting (a recipe row changes the "
             "whole recipe, and the networks' batch norm and input noise with it: recipes.DEPARTURES); the test "
-            "images play no part; precision: of the run that undoes it. One seed: differences within an epoch's swing (chapters 6 and 7 give it) are no evidence."
+            f"images play no part; precision: of the run that undoes it. The transcription: {REPRODUCTION}. One seed: "
+            "differences within an epoch's swing (chapters 6 and 7 give it) are no evidence."
             + (f" Not measured at the paper's width yet: {'; '.join(unmeasured)}." if unmeasured else ""))
     return tables.markdown(["experiment", "setting", "the course", "the paper", f"measured ({epochs} epochs)",
-                            "precision", "source of the paper's value"], body, "Where the course departs from the paper", note)
+                            "precision", "source of the paper's value"], body,
+                           "Where the course departs from the paper", note)
