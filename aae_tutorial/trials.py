@@ -121,8 +121,8 @@ def departures_table(epochs: int = 20, folder: Path | None = None) -> str:
         body.append([readable(name), setting, ours, paper, f"{own:.2f} → {undone:.2f} ({undone - own:+.2f})",
                      found[change]["precision"] or "not recorded", source])
     note = (f"Each effect: the best validation error within the first {epochs} epochs of one run at the paper's "
-            f"width (seed 0), the course's settings → the paper's value of that one setting (a recipe row changes the "
-            "whole recipe, and the networks' batch norm and input noise with it: recipes.DEPARTURES); the test "
+            f"width (seed 0), the course's settings → the paper's value of that one setting (a recipe row changes "
+            "the whole recipe, and the networks' batch norm and input noise with it: recipes.DEPARTURES); the test "
             f"images play no part; precision: of the run that undoes it. The transcription: {REPRODUCTION}. One seed: "
             "differences within an epoch's swing (chapters 6 and 7 give it) are no evidence."
             + (f" Not measured at the paper's width yet: {'; '.join(unmeasured)}." if unmeasured else ""))
