@@ -90,9 +90,11 @@ class UnsureKey(Exception):
     """The checkpoint key cannot see all that decides the weights: a checkpoint must neither be reused nor saved."""
 
 
-#: Attributes of a class body that say nothing of what it does.
+#: Attributes of a class body that say nothing of what it does (``__slotnames__``: the cache that pickling or copying
+#: an instance leaves on its class, e.g. when an earlier run saved its checkpoint).
 _CLASS_NOISE = {"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__", "__firstlineno__",
-                "__static_attributes__", "__annotations__", "__orig_bases__", "__parameters__", "_abc_impl"}
+                "__static_attributes__", "__annotations__", "__orig_bases__", "__parameters__", "_abc_impl",
+                "__slotnames__"}
 
 
 #: What every torch module holds (its parameters, buffers, submodules, hooks and mode), walked otherwise or not at all.

@@ -7,8 +7,9 @@
   after their chapter's notebook (a test named ``test_ch<N>_...`` checks chapter N).
 * Tests run in parallel where the thread count leaves cores idle (``-n auto``): one pytest-xdist worker per
   ``OMP_NUM_THREADS`` threads the machine's cores hold, so each worker trains at the thread count asked for (2 cores
-  at 1 thread: 2 workers; at 2 threads, or unset: none, one process as before). A notebook and the claims about its
-  records stay together in one worker, in order; a test module stays in one worker, so its fixtures are made once.
+  at 1 thread: 2 workers; at 2 threads: none, one process). Unset, one worker per core at 1 thread each, at most 4.
+  A notebook and the claims about its records stay together in one worker, in order; a test module stays in one
+  worker, so its fixtures are made once.
 * The committed book may hold full-mode outputs (``python -m aae_tutorial.full_course`` stamps the mode into each
   notebook's metadata). nbval then still executes every cell in the test's mode, and still compares every cell's
   output, except cells tagged ``output-depends-on-mode`` (the printed configuration: run mode, device, network
@@ -43,12 +44,21 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: the torch floor runs without it
 def pytest_xdist_auto_num_workers(config) -> int:
-    """How many workers ``-n auto`` starts: the cores divided by the threads each worker's torch uses (none where
-    that is one: a single process, no workers)."""
+    """How many workers ``-n auto`` starts: the cores divided by the ``OMP_NUM_THREADS`` each worker's torch uses
+    (none where that is one: a single process). Unset, one thread per worker, up to :data:`MAX_WORKERS`, and the
+    variable is set to 1 for them (and the notebooks' kernels they start)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = int(os.environ.get("OMP_NUM_THREADS") or cores)
-    workers = cores // max(threads, 1)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        workers = min(cores, MAX_WORKERS)
+        if workers > 1:
+            os.environ["OMP_NUM_THREADS"] = "1"
+        return workers if workers > 1 else 0
+    workers = cores // max(int(os.environ["OMP_NUM_THREADS"]), 1)
     return workers if workers > 1 else 0
+
+
+#: Past this, more workers find few notebooks left to share: the longest chapter alone takes about a quarter.
+MAX_WORKERS = 4
 
 
 FRESH_CLAIM = re.compile(r"::test_ch(\d+)_\w*\[(.*-)?fresh(-.*)?\]$")  # made's "fresh" parameter, on chapter N

@@ -2,6 +2,7 @@
 in notebook code (executed as a cell is, under ``__main__``, where no source file exists), then edited and run
 again. Each first reruns unchanged, which must load its checkpoint, so that a key that never matched would fail too.
 """
+import copyreg
 import importlib
 import sys
 import textwrap
@@ -168,6 +169,26 @@ def test_a_value_the_key_cannot_see_into_trains_and_says_so(capsys):
     assert "the step reads a lock" in out.lower() and "saves no checkpoint" in out
     with pytest.raises(checkpoints.UnsureKey, match="hold that value as numbers, a tensor, an array"):
         checkpoints.key("k", ns["model"], ns["step"], [], {}, "quick")
+
+
+def test_an_earlier_run_saving_its_checkpoint_leaves_the_next_runs_key_as_it_was():
+    """Found by a second, warm quick book: pickling an instance (an earlier run saving its checkpoint) caches
+    ``__slotnames__`` on its class, so a cold book's later keys differed from a warm book's, and the warm one trained
+    those runs again."""
+    ns = cell(notebook(), STEP)
+    ns["x"] = images()
+    cell(ns, "model = AAE(priors.Gaussian(2), (8,))\nstep = make_step(model, x)")
+    before = checkpoints.key("k", ns["model"], ns["step"], [ns["x"]], {}, "quick")
+    classes = {c for m in list(sys.modules.values()) if m.__name__.startswith("aae_tutorial")
+               for c in vars(m).values() if isinstance(c, type) and c.__module__ == m.__name__}
+    added = [c for c in classes if "__slotnames__" not in vars(c)]
+    for c in added:
+        copyreg._slotnames(c)  # what pickling an instance of it does
+    try:
+        assert added and checkpoints.key("k", ns["model"], ns["step"], [ns["x"]], {}, "quick") == before
+    finally:
+        for c in added:
+            type.__delattr__(c, "__slotnames__")
 
 
 def test_library_code_counts_by_its_version_and_is_not_walked():

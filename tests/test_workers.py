@@ -1,4 +1,5 @@
 """The test session's parallel plan (``conftest``): workers by thread count, and the groups a worker runs in order."""
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +10,9 @@ import conftest
 @pytest.mark.parametrize("cores, threads, workers", [
     (2, "1", 2),  # CI at 1 thread: both cores busy, each worker at the thread count asked for
     (2, "2", 0),  # at 2 threads: one process, as without pytest-xdist
-    (2, "", 0),  # unset: torch takes every core, so one process
+    (2, "", 2),  # unset: a worker per core, each at 1 thread
+    (16, "", 4),  # at most 4
+    (1, "", 0),
     (8, "2", 4),
     (1, "1", 0),
 ])
@@ -17,6 +20,7 @@ def test_workers_fill_the_cores_at_the_thread_count_asked_for(monkeypatch, cores
     monkeypatch.setattr(conftest.os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setenv("OMP_NUM_THREADS", threads)
     assert conftest.pytest_xdist_auto_num_workers(None) == workers
+    assert os.environ["OMP_NUM_THREADS"] == (threads or ("1" if workers else ""))  # what the workers inherit
 
 
 def test_a_claim_on_fresh_records_runs_with_its_chapters_notebook_and_others_with_their_module():
