@@ -90,10 +90,11 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
                            f"What was tried at the paper's width ({epochs} epochs)", note)
 
 
+#: Where each value of the paper's recipe comes from.
+RECIPE_SOURCE = "recipes.PAPER_SOURCES, value by value"
 #: The paper's values where the course departs from them, each measured by a run at the paper's width that undoes it:
 #: (experiment, the setting in words, its key in the experiment's settings, or "recipe", the paper's value, the
 #: :func:`rows` change that undoes it, the source of the paper's value).
-RECIPE_SOURCE = "recipes.PAPER_SOURCES, value by value"
 DEPARTURES = [
     ("semisupervised_100_labels", "style code z (dimensions)", "z_dim", "10", "z_dim 10",
      "the transcription's 'OG Setup' cell: LATENT_DIM_STYLE = 10"),
