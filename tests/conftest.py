@@ -5,11 +5,11 @@
   records to a scratch folder, not into book/results, and the session fails if ``git status`` changed.
 * The claim tests marked ``fresh_records`` read the records this session's notebooks made, so they run last, and
   after their chapter's notebook (a test named ``test_ch<N>_...`` checks chapter N).
-* Tests run in parallel where the thread count leaves cores idle (``-n auto``): one pytest-xdist worker per
-  ``OMP_NUM_THREADS`` threads the machine's cores hold, so each worker trains at the thread count asked for (2 cores
-  at 1 thread: 2 workers; at 2 threads: none, one process). Unset, one worker per core at 1 thread each, at most 4.
-  A notebook and the claims about its records stay together in one worker, in order; a test module stays in one
-  worker, so its fixtures are made once.
+* Tests run in parallel (``-n auto``): one pytest-xdist worker per core, at most 4, each training at the
+  ``OMP_NUM_THREADS`` asked for (unset: 1). Where the workers' threads outnumber the cores (2 workers at 2 threads on
+  2 cores), waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``): a spinning OpenMP thread beside a busy core makes
+  training ~20x slower. A notebook and the claims about its records stay together in one worker, in order; a test
+  module stays in one worker, so its fixtures are made once.
 * The committed book may hold full-mode outputs (``python -m aae_tutorial.full_course`` stamps the mode into each
   notebook's metadata). nbval then still executes every cell in the test's mode, and still compares every cell's
   output, except cells tagged ``output-depends-on-mode`` (the printed configuration: run mode, device, network
@@ -44,17 +44,19 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: the torch floor runs without it
 def pytest_xdist_auto_num_workers(config) -> int:
-    """How many workers ``-n auto`` starts: the cores divided by the ``OMP_NUM_THREADS`` each worker's torch uses
-    (none where that is one: a single process). Unset, one thread per worker, up to :data:`MAX_WORKERS`, and the
-    variable is set to 1 for them (and the notebooks' kernels they start)."""
+    """How many workers ``-n auto`` starts: one per core, up to :data:`MAX_WORKERS` (none where that is one: a
+    single process). Each trains at the ``OMP_NUM_THREADS`` asked for; unset, the variable is set to 1 for the
+    workers (and the notebooks' kernels they start). Where the workers' threads outnumber the cores, their waiting
+    threads sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning on a core the other worker needs."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(cores, MAX_WORKERS)
+    if workers < 2:
+        return 0
     if not os.environ.get("OMP_NUM_THREADS"):
-        workers = min(cores, MAX_WORKERS)
-        if workers > 1:
-            os.environ["OMP_NUM_THREADS"] = "1"
-        return workers if workers > 1 else 0
-    workers = cores // max(int(os.environ["OMP_NUM_THREADS"]), 1)
-    return workers if workers > 1 else 0
+        os.environ["OMP_NUM_THREADS"] = "1"
+    if workers * int(os.environ["OMP_NUM_THREADS"]) > cores:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return workers
 
 
 #: Past this, more workers find few notebooks left to share: the longest chapter alone takes about a quarter.

@@ -7,20 +7,23 @@ import pytest
 import conftest
 
 
-@pytest.mark.parametrize("cores, threads, workers", [
-    (2, "1", 2),  # CI at 1 thread: both cores busy, each worker at the thread count asked for
-    (2, "2", 0),  # at 2 threads: one process, as without pytest-xdist
-    (2, "", 2),  # unset: a worker per core, each at 1 thread
-    (16, "", 4),  # at most 4
-    (1, "", 0),
-    (8, "2", 4),
-    (1, "1", 0),
+@pytest.mark.parametrize("cores, threads, workers, passive", [
+    (2, "1", 2, False),  # CI at 1 thread: both cores busy, each worker at the thread count asked for
+    (2, "2", 2, True),  # at 2 threads: each worker trains at 2 threads, waiting threads sleep (4 threads, 2 cores)
+    (2, "", 2, False),  # unset: a worker per core, each at 1 thread
+    (16, "", 4, False),  # at most 4
+    (1, "", 0, False),
+    (8, "2", 4, False),
+    (1, "1", 0, False),
 ])
-def test_workers_fill_the_cores_at_the_thread_count_asked_for(monkeypatch, cores, threads, workers):
+def test_workers_fill_the_cores_at_the_thread_count_asked_for(monkeypatch, cores, threads, workers, passive):
     monkeypatch.setattr(conftest.os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")  # so that monkeypatch restores what the hook sets
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     assert conftest.pytest_xdist_auto_num_workers(None) == workers
     assert os.environ["OMP_NUM_THREADS"] == (threads or ("1" if workers else ""))  # what the workers inherit
+    assert os.environ.get("OMP_WAIT_POLICY") == ("PASSIVE" if passive else None)
 
 
 def test_a_claim_on_fresh_records_runs_with_its_chapters_notebook_and_others_with_their_module():
