@@ -1,6 +1,7 @@
 """Test setup.
 
 * Quick mode unless AAE_MODE is set explicitly, so a CUDA machine never trains at paper scale by surprise.
+* MNIST is fetched once, before the workers start, where the machine does not have it yet.
 * Nothing the tests do changes a tracked file (the plugin ``scratch``): notebooks executed by nbval write their
   records to a scratch folder, not into book/results, and the session fails if ``git status`` changed.
 * The claim tests marked ``fresh_records`` read the records this session's notebooks made, so they run last, and
@@ -57,6 +58,20 @@ def pytest_xdist_auto_num_workers(config) -> int:
     if workers * int(os.environ["OMP_NUM_THREADS"]) > cores:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return workers
+
+
+def pytest_configure(config) -> None:
+    """Fetch MNIST once, before any worker or notebook starts (not in a worker): on a machine without it, every
+    notebook that fetched it would print where from, an output its committed cell does not have. Where it cannot be
+    fetched, the tests that need it say why."""
+    if hasattr(config, "workerinput"):
+        return
+    from aae_tutorial import data
+
+    try:
+        data.ensure_mnist()
+    except data.MNISTUnavailable as e:
+        print(f"MNIST is not available, so the tests that read it will fail: {e}")
 
 
 #: Past this, more workers find few notebooks left to share: the longest chapter alone takes about a quarter.

@@ -46,3 +46,20 @@ def test_the_longest_chapter_is_measured_and_handed_out_first():
     seconds = conftest.chapter_seconds()
     assert set(seconds) >= {p.stem for p in conftest.BOOK.glob("0*.ipynb")}
     assert max(seconds, key=seconds.get) == "03_aae"
+
+
+@pytest.mark.parametrize("worker, fetched", [(False, 1), (True, 0)])
+def test_mnist_is_fetched_once_before_the_workers_start(monkeypatch, capsys, worker, fetched):
+    from aae_tutorial import data
+
+    calls = []
+    monkeypatch.setattr(data, "ensure_mnist", lambda: calls.append(1))
+    conftest.pytest_configure(SimpleNamespace(**({"workerinput": {}} if worker else {})))
+    assert len(calls) == fetched
+
+    def unreachable():
+        raise data.MNISTUnavailable("no source answered")
+
+    monkeypatch.setattr(data, "ensure_mnist", unreachable)
+    conftest.pytest_configure(SimpleNamespace())  # the session goes on: the tests that need MNIST say why
+    assert "no source answered" in capsys.readouterr().out
