@@ -255,8 +255,10 @@ def save(path: Path, model: nn.Module, meta: dict) -> None:
 #: What a checkpoint's metadata holds (written by :func:`aae_tutorial.train.fit`; ``ensemble`` is optional), and
 #: what its training history holds.
 META_FIELDS, HISTORY_FIELDS = {"history", "mode", "device", "wall_time_s"}, {"epochs", "losses", "metrics"}
-#: Optional metadata: the ensemble size, and the key the checkpoint was written under (:func:`key`).
-OPTIONAL_META = {"ensemble", "key"}
+#: Optional metadata: the ensemble size, the key the checkpoint was written under (:func:`key`), what a single run
+#: needs to train on (optimiser, schedule and random states) and the epoch validation picked, with its weights.
+OPTIONAL_META = {"ensemble", "key", "resume", "best"}
+RESUME_FIELDS, BEST_FIELDS = {"optimisers", "schedules", "rng", "cuda_rng", "order"}, {"epoch", "value", "weights"}
 
 
 def check_meta(meta: object) -> dict:
@@ -270,6 +272,9 @@ def check_meta(meta: object) -> dict:
         raise ValueError(f"its training history is not {sorted(HISTORY_FIELDS)}")
     if not isinstance(meta["wall_time_s"], (int, float)) or not all(isinstance(meta[k], str) for k in ("mode", "device")):
         raise ValueError("its mode, device or wall time has the wrong type")
+    for part, fields in (("resume", RESUME_FIELDS), ("best", BEST_FIELDS)):
+        if part in meta and (not isinstance(meta[part], dict) or set(meta[part]) != fields):
+            raise ValueError(f"its {part} state is not {sorted(fields)}")
     return dict(meta)
 
 

@@ -46,6 +46,7 @@ class Run:
     from_checkpoint: bool = False
     ensemble: int = 1
     recipe: Recipe | None = None  # the model's training recipe, where it has one
+    selected_epoch: int | None = None  # the epoch (1-based) validation picked, where the run picked one
 
     def describe(self) -> str:
         how = f"{self.epochs} epochs, {self.wall_time_s:.1f} s, {self.mode} mode, {self.device}"

@@ -20,28 +20,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import dataclasses
-import math
 import os
 import statistics
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from . import checkpoints, checks, engine, experiments, kinds, recipes, tables
+from . import checks, engine, experiments, kinds, tables
 from .data import cache_dir, load_mnist
 from .experiments import Experiment
-from .files import atomic_write, check_writable, folder_lock, read_json
+from .files import check_writable, folder_lock, read_json
 from .history import History
-from .mode import MODES, describe_device
+from .mode import MODES, RunMode, describe_device
 from .results import write_json
-from .train import NonFiniteLossError, minibatches, order_generator, pick_device, seed_everything
+from .train import CHECKPOINT_EVERY_S, Best, fit, pick_device, seed_everything
 
 try:
     import fcntl
@@ -49,8 +46,6 @@ except ImportError:  # not on Windows: there, two runs of one experiment are not
     fcntl = None
 
 PRECISIONS = ("auto", "fp32", "bf16")
-#: Seconds between checkpoints of a run (and one after its last epoch).
-CHECKPOINT_EVERY_S = 120.0
 
 
 def precision_for(scale: str, device: torch.device | str, asked: str = "auto") -> str:
@@ -74,17 +69,6 @@ class SeedResult:
     epochs: int
 
 
-@dataclass
-class _State:
-    """What a checkpoint holds besides the weights, optimisers and random states."""
-
-    epoch: int = 0
-    wall_time_s: float = 0.0
-    history: History = field(default_factory=History)
-    best_epoch: int = 0
-    best_value: float | None = None
-
-
 @contextlib.contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
     """Refuse a second process training the same run at the same time (a lock on ``<path>.lock``)."""
@@ -100,122 +84,27 @@ def _exclusive(path: Path) -> Iterator[None]:
         yield
 
 
-class _Checkpoint:
-    """The resumable state of one run at ``path``: saved atomically, loaded only under the same key."""
-
-    def __init__(self, path: Path, key: str, model: torch.nn.Module, optimisers: list, schedules: list,
-                 order: torch.Generator) -> None:
-        self.path, self.key, self.model = path, key, model
-        self.optimisers, self.schedules, self.order = optimisers, schedules, order
-
-    def save(self, state: _State, best: dict) -> None:
-        payload = {
-            "key": self.key, "model": self.model.state_dict(), "best": best,
-            "optimisers": [o.state_dict() for o in self.optimisers],
-            "schedules": [s.state_dict() for s in self.schedules],
-            "rng": torch.random.get_rng_state(), "order": self.order.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "state": {**asdict(state), "history": asdict(state.history)},
-        }
-        atomic_write(self.path, lambda f: torch.save(payload, f))
-
-    def load(self) -> tuple[_State, dict] | None:
-        """The saved state and best weights, restored into the model, optimisers, schedules and RNGs; ``None``
-        without a checkpoint. A checkpoint under another key or unreadable is set aside with a warning."""
-        if not self.path.is_file():
-            return None
-        try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-            if payload.get("key") != self.key:
-                raise ValueError(f"it was written for key {payload.get('key')!r}, not {self.key!r}")
-            self.model.load_state_dict(payload["model"])
-            for opt, saved in zip(self.optimisers, payload["optimisers"], strict=True):
-                opt.load_state_dict(saved)
-            for sched, saved in zip(self.schedules, payload["schedules"], strict=True):
-                sched.load_state_dict(saved)
-            state = dict(payload["state"])
-            state["history"] = History(**state["history"])
-        except Exception as e:  # noqa: BLE001 - any failure to read means: set it aside and start again
-            aside = checkpoints.set_aside(self.path, e)
-            print(f"checkpoint {self.path} not used ({type(e).__name__}: {str(e)[:200]}); moved to {aside}",
-                  file=sys.stderr)
-            return None
-        torch.random.set_rng_state(payload["rng"])
-        self.order.set_state(payload["order"])
-        if payload["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        return _State(**state), payload["best"]
-
-
-def _lrs(optimisers: list) -> list[float]:
-    return [g["lr"] for o in optimisers for g in o.param_groups]
-
-
 def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, epochs: int,
                hidden: tuple[int, ...] | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
                checkpoint_every: float = CHECKPOINT_EVERY_S, progress: bool = True, score: bool = True) -> SeedResult:
-    """Train one seed of ``exp`` to ``epochs`` epochs (resuming from its checkpoint), pick the epoch on validation,
-    and (unless ``score`` is false) score the test images once with the picked weights."""
+    """Train one seed of ``exp`` to ``epochs`` epochs with :func:`aae_tutorial.train.fit` (resuming from its
+    checkpoint), pick the epoch on validation, and (unless ``score`` is false) score the test images once with the
+    picked weights."""
     hidden = tuple(hidden or exp.scale(scale).hidden)
     name = f"{exp.name}-{scale}-seed{seed}"
+    if old := sorted((cache_dir() / "runs").glob(f"{name}-*.pt")):
+        print(f"{name}: {len(old)} checkpoint(s) of the run command's earlier format in {old[0].parent} are not read;"
+              " this run starts from its own checkpoint, or from the beginning (delete the old ones)", file=sys.stderr)
     seed_everything(seed)
     trainee = kinds.build(exp, hidden, seed, splits)
-    model, data = trainee.model, trainee.data
-    step = engine.autocast(trainee.step, device, torch.bfloat16 if precision == "bf16" else None)
-    config = {"experiment": exp.training(), "scale": scale, "hidden": list(hidden), "seed": seed,
-              "precision": precision, "batch_size": 100}
-    key = checkpoints.key(name, model, trainee.step, data, config, scale, (order_generator, minibatches, train_seed))
-    order = order_generator(device)
-    optimisers = engine.optimisers(model, trainee.step)
-    schedules = exp.recipe.schedules(optimisers)
-    ckpt = _Checkpoint(cache_dir() / "runs" / f"{name}-{key}.pt", key, model, optimisers, schedules, order)
-    sign = -1.0 if exp.higher_is_better else 1.0  # validation picks the lowest sign * value
-    with _exclusive(cache_dir() / "runs" / name):
-        loaded = ckpt.load()
-        state, best = loaded if loaded else (_State(), {})
-        n = len(data[0])
-        bar = tqdm(total=epochs, initial=min(state.epoch, epochs), desc=name, unit="epoch", disable=not progress)
-        runner, lrs, saved_at = None, None, time.monotonic()
-        model.train()
-        while state.epoch < epochs:
-            start = time.perf_counter()
-            if _lrs(optimisers) != lrs:  # a new rate: a captured graph holds the old one
-                runner, lrs = engine.StepRunner(step, model, device, name), _lrs(optimisers)
-            for idx in minibatches(n, 100, device, order):
-                runner(idx)
-            means = runner.epoch_means(n // 100)
-            if bad := sorted(k for k, v in means.items() if not math.isfinite(v)):
-                raise NonFiniteLossError(f"{name}: the {', '.join(bad)} loss became {means[bad[0]]} in epoch "
-                                         f"{state.epoch + 1}; its last checkpoint is kept (lower the rates)")
-            model.eval()
-            measured = trainee.validate()
-            model.train()
-            recipes.end_epoch(schedules)
-            state.epoch += 1
-            History.log(state.history.losses, means)
-            History.log(state.history.metrics, measured)
-            state.history.epochs = state.epoch
-            if state.best_value is None or sign * measured["valid"] < sign * state.best_value:
-                state.best_epoch, state.best_value = state.epoch, measured["valid"]
-                best = copy.deepcopy(model.state_dict())
-            if torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-            state.wall_time_s += time.perf_counter() - start
-            if time.monotonic() - saved_at >= checkpoint_every or state.epoch == epochs:
-                ckpt.save(state, best)
-                saved_at = time.monotonic()
-            bar.update()
-            bar.set_postfix(valid=f"{measured['valid']:.4g}", best=f"{state.best_value:.4g}@{state.best_epoch}")
-            if not progress:
-                print(f"{name} epoch {state.epoch}/{epochs}: valid {measured['valid']:.4g} "
-                      f"(best {state.best_value:.4g} at {state.best_epoch}), {state.wall_time_s:.0f} s", flush=True)
-        bar.close()
-    if not best:
-        raise ValueError(f"{name}: no epoch trained; ask for --epochs >= 1")
-    model.load_state_dict(best)
-    model.eval()
-    return SeedResult(seed, state.history, state.best_epoch, trainee.score() if score else {}, state.wall_time_s,
-                      state.epoch)
+    best = Best("valid", exp.higher_is_better)
+    config = {"experiment": exp.training(), "scale": scale, "hidden": list(hidden), "seed": seed}
+    with _exclusive(cache_dir() / "checkpoints" / name):
+        run = fit(name, trainee.model, trainee.step, trainee.data, epochs, RunMode(scale, "the run command's scale"),
+                  device, config=config, on_epoch_end=lambda epoch: trainee.validate(), select=best,
+                  precision=torch.bfloat16 if precision == "bf16" else None, checkpoint_every=checkpoint_every,
+                  progress="bar" if progress else "lines")
+    return SeedResult(seed, run.history, best.epoch, trainee.score() if score else {}, run.wall_time_s, run.epochs)
 
 
 def record(exp: Experiment, scale: str, results: list[SeedResult], *, hidden: tuple[int, ...], epochs_planned: int,

@@ -1,9 +1,12 @@
-"""Training: device choice, seeding, and one entry point, :func:`fit`, that every chapter uses.
+"""Training: device choice, seeding, and one loop, :func:`fit`, that trains every run of the course: the chapters',
+the run command's and its searches'.
 
 ``fit`` trains a model with a chapter's ``step`` unless a checkpoint of exactly that run exists (see
-:mod:`aae_tutorial.checkpoints`). The data stay on the device: a minibatch is an index tensor, and losses are summed
-on the device and read once per epoch. How a step runs (eagerly, or captured whole as a CUDA graph) is decided by
-:mod:`aae_tutorial.engine`, which the chapters never need to read.
+:mod:`aae_tutorial.checkpoints`). A single run checkpoints every few minutes and after its last epoch (weights,
+optimiser and schedule states, random states, history, the best epoch so far), so a killed run resumes and ends bit for
+bit where an uninterrupted one ends (on the CPU), and one asked for more epochs later trains on. The data stay on the
+device: a minibatch is an index tensor, and losses are summed on the device and read once per epoch. How a step runs
+(eagerly, as a CUDA graph, in bf16) is decided by :mod:`aae_tutorial.engine`, which the chapters never need to read.
 """
 from __future__ import annotations
 
@@ -32,6 +35,30 @@ from .mode import RunMode, describe_device
 
 Step = Callable[[Tensor], dict[str, Tensor]]
 EpochCallback = Callable[[int], dict[str, float]]
+#: Seconds between the checkpoints of a single run while it trains; one is written after its last epoch too.
+CHECKPOINT_EVERY_S = 120.0
+#: How :func:`fit` shows its epochs: a progress bar, a printed line per epoch (after its checkpoint: for logs), or
+#: nothing. Unset, a bar, or nothing where ``AAE_PROGRESS=0`` (the executed book, which cannot render one).
+PROGRESS = ("bar", "lines", "off")
+
+
+@dataclass
+class Best:
+    """Model selection on validation: the epoch (1-based) whose ``metric``, returned by ``on_epoch_end``, was the best
+    so far, and its weights. The test images are never looked at."""
+
+    metric: str
+    higher_is_better: bool = False
+    epoch: int = 0
+    value: float | None = None
+    weights: dict[str, Tensor] | None = None
+
+    def see(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
+        if self.metric not in metrics:
+            raise KeyError(f"model selection reads {self.metric!r} from on_epoch_end, which returned {sorted(metrics)}")
+        value = float(metrics[self.metric])
+        if self.value is None or (value > self.value if self.higher_is_better else value < self.value):
+            self.epoch, self.value, self.weights = epoch, value, copy.deepcopy(model.state_dict())
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -90,21 +117,29 @@ def minibatches(n: int, batch_size: int, device: torch.device | str,
         yield order[i : i + batch_size]
 
 
+def _schedules(model: nn.Module, step: Step) -> tuple[list[torch.optim.Optimizer], list]:
+    """The optimisers ``step`` updates and their rate schedules (the model's recipe's ``lr_drops``, if it has one)."""
+    optimisers = engine.optimisers(model, step)
+    recipe = getattr(model, "recipe", None)
+    return optimisers, recipe.schedules(optimisers) if recipe is not None else []
+
+
 def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, device: torch.device | str,
            orders: Sequence[torch.Generator], callbacks: Sequence[EpochCallback | None], desc: str,
-           members: Sequence[nn.Module] = ()) -> list[History]:
-    """The epoch loop: ``step`` on every minibatch, one read of the summed losses per epoch, a finite check.
+           schedules: Sequence, histories: Sequence[History], members: Sequence[nn.Module] = (), *,
+           best: Best | None = None, checkpoint: Callable[[], None] | None = None,
+           every: float = CHECKPOINT_EVERY_S, progress: str = "bar") -> None:
+    """The epoch loop: ``step`` on every minibatch, one read of the summed losses per epoch, a finite check. It goes
+    on from ``histories``' epochs (a resumed run) to ``epochs``, logging into them.
 
-    With one data order this trains ``model`` alone. With M orders, ``model`` is an ensemble
-    (:func:`aae_tutorial.ensemble.stack` of ``members``): each minibatch holds each member's own ``batch_size`` rows,
-    and the members' weights are copied out before their ``callbacks`` run. A progress bar shows the epochs unless
-    ``AAE_PROGRESS=0`` (as in the executed book, which cannot render it).
+    With one data order this trains ``model`` alone: ``best`` then follows the validation metric and ``checkpoint()``
+    is called every ``every`` seconds. With M orders, ``model`` is an ensemble (:func:`aae_tutorial.ensemble.stack`
+    of ``members``): each minibatch holds each member's own ``batch_size`` rows, and the members' weights are copied
+    out before their ``callbacks`` run.
     """
-    histories = [History() for _ in orders]
-    recipe = getattr(model, "recipe", None)  # its rate schedule (recipes.Recipe.lr_drops), if the model has one
-    schedules = recipe.schedules(engine.optimisers(model, step)) if recipe is not None else []
-    runner, lrs = None, None
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=os.environ.get("AAE_PROGRESS") == "0")
+    runner, lrs, saved_at = None, None, time.monotonic()
+    done = histories[0].epochs
+    bar = tqdm(range(done, epochs), desc=desc, unit="epoch", initial=done, total=epochs, disable=progress != "bar")
     for epoch in bar:
         if runner is None or [s.get_last_lr() for s in schedules] != lrs:  # a captured graph holds the old rate
             runner, lrs = engine.StepRunner(step, model, device, desc), [s.get_last_lr() for s in schedules]
@@ -114,8 +149,8 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
         bad = sorted(k for k, v in means.items() if not math.isfinite(v))
         if bad:
             raise NonFiniteLossError(f"{desc}: the {', '.join(bad)} loss became {means[bad[0]]} in epoch {epoch + 1}; "
-                                     "training stopped and nothing was saved (lower the learning rates, or check "
-                                     "the data)")
+                                     "training stopped, and nothing after the last checkpoint was saved (lower the "
+                                     "learning rates, or check the data)")
         if members:
             ensemble.unstack_into(model, members)
         for history, member, callback in zip(histories, members or [model], callbacks):
@@ -127,11 +162,20 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
                     raise TypeError(f"{desc}: on_epoch_end must return a dict of metrics, e.g. "
                                     f"{{'valid_error': 3.1}}; got {type(metrics).__name__}")
                 History.log(history.metrics, metrics)
+                if best is not None:
+                    best.see(epoch + 1, metrics, member)
                 member.train()
             history.epochs = epoch + 1
         recipes.end_epoch(schedules)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in histories[0].last().items()})
-    return histories
+        if checkpoint is not None and (epoch + 1 == epochs or time.monotonic() - saved_at >= every):
+            checkpoint()
+            saved_at = time.monotonic()
+        last = histories[0].last()
+        bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()})
+        if progress == "lines":
+            chosen = f" (best {best.value:.4g} at {best.epoch})" if best is not None else ""
+            print(f"{desc} epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items())
+                  + chosen, flush=True)
 
 
 #: The parts of this loop that decide the weights (data order, epoch loop): checkpoint keys cover their code.
@@ -172,10 +216,15 @@ def _check_priors(name: str, model: nn.Module, device: torch.device) -> None:
                              f"{type(prior).__name__}(..., device=device)")
 
 
-def _loaded(name: str, config: dict, meta: dict, model: nn.Module) -> Run:
+def _loaded(name: str, config: dict, meta: dict, model: nn.Module, best: Best | None) -> Run:
+    """The :class:`Run` of a finished checkpoint, with ``model`` holding its weights (the picked epoch's, with
+    ``best``)."""
     history = History(**meta["history"])
+    if best is not None:
+        _restore_best(best, meta, model)
+        model.load_state_dict(best.weights)
     return Run(name, config, history, meta["mode"], meta["device"], history.epochs, meta["wall_time_s"], True,
-               meta.get("ensemble", 1), getattr(model, "recipe", None))
+               meta.get("ensemble", 1), getattr(model, "recipe", None), best.epoch if best else None)
 
 
 def _checkpoint(name: str, model: nn.Module, step: Step, data: Sequence[Tensor], config: dict,
@@ -190,24 +239,51 @@ def _checkpoint(name: str, model: nn.Module, step: Step, data: Sequence[Tensor],
     return checkpoints.path_for(name, key), key
 
 
-def _save(path: Path | None, model: nn.Module, run: Run, key: str | None) -> None:
-    """Checkpoint a finished run, after checking that its weights are finite: a loss is read before its update, so
-    the last update can break the weights of a run whose losses all were finite. No ``path``: no checkpoint."""
+def _check_finite(name: str, model: nn.Module) -> None:
+    """A loss is read before its update, so the last update can break the weights of a run whose losses all were
+    finite: such weights are never saved."""
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise NonFiniteWeightsError(f"{run.name}: non-finite weights after training ({', '.join(bad[:3])}"
-                                    f"{', ...' if len(bad) > 3 else ''}) although every loss was finite; nothing was "
-                                    "saved (lower the learning rates, or check the step)")
+        raise NonFiniteWeightsError(f"{name}: non-finite weights after training ({', '.join(bad[:3])}"
+                                    f"{', ...' if len(bad) > 3 else ''}) although every loss was finite; nothing "
+                                    "more was saved (lower the learning rates, or check the step)")
+
+
+def _save(path: Path | None, model: nn.Module, name: str, meta: dict) -> None:
+    """Checkpoint a run's weights and ``meta`` (:data:`aae_tutorial.checkpoints.META_FIELDS`), after checking that
+    they are finite. No ``path``: no checkpoint."""
+    _check_finite(name, model)
     if path is None:
         return
-    meta = {"history": asdict(run.history), "mode": run.mode, "device": run.device, "wall_time_s": run.wall_time_s,
-            "ensemble": run.ensemble, "key": key}
     try:
         checkpoints.save(path, model, meta)
     except (OSError, RuntimeError) as e:  # a full disk, a read-only cache: keep the trained run, say what failed
-        warnings.warn(f"{run.name}: could not write its checkpoint {path} ({type(e).__name__}: "
+        warnings.warn(f"{name}: could not write its checkpoint {path} ({type(e).__name__}: "
                       f"{str(e).strip()[:200]}); the trained weights are kept in memory only, and a rerun trains "
                       "again (free space, or point AAE_CACHE_DIR at a writable folder)", stacklevel=3)
+
+
+def _resume_state(optimisers: Sequence, schedules: Sequence, order: torch.Generator) -> dict:
+    """What a checkpoint holds, besides the weights and history, to go on training exactly where the run stands."""
+    rng, cuda_rng = random_state()
+    return {"optimisers": [o.state_dict() for o in optimisers], "schedules": [s.state_dict() for s in schedules],
+            "rng": rng, "cuda_rng": cuda_rng, "order": order.get_state()}
+
+
+def _resume(saved: dict, optimisers: Sequence, schedules: Sequence, order: torch.Generator) -> None:
+    """Restore :func:`_resume_state` into the optimisers, schedules and generators."""
+    for part, saved_parts in ((optimisers, saved["optimisers"]), (schedules, saved["schedules"])):
+        for obj, state in zip(part, saved_parts, strict=True):
+            obj.load_state_dict(state)
+    set_random_state((saved["rng"], saved["cuda_rng"] if torch.cuda.is_available() else []))
+    order.set_state(saved["order"])
+
+
+def _restore_best(best: Best, meta: dict, model: nn.Module) -> None:
+    """The selection a checkpoint holds (a run checkpointed without one picks its last epoch)."""
+    saved = meta.get("best") or {"epoch": meta["history"]["epochs"], "value": None, "weights": model.state_dict()}
+    best.epoch, best.value = saved["epoch"], saved["value"]
+    best.weights = {k: v.clone() for k, v in saved["weights"].items()}
 
 
 def _finish(run: Run) -> Run:
@@ -218,34 +294,69 @@ def _finish(run: Run) -> Run:
 
 def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor], epochs: int, mode: RunMode,
         device: torch.device | str, *, config: dict | None = None, batch_size: int = 100,
-        on_epoch_end: EpochCallback | None = None) -> Run:
+        on_epoch_end: EpochCallback | None = None, select: Best | None = None, precision: torch.dtype | None = None,
+        checkpoint_every: float = CHECKPOINT_EVERY_S, progress: str | None = None) -> Run:
     """Train ``model`` for ``epochs`` passes of ``step(batch_indices)``, or load the checkpoint of this exact run.
 
     ``data`` are the tensors ``step`` reads; the first holds the training images (N, 784) in [0, 1], and an epoch is
-    one pass over its N examples. The checkpoint key covers the model, the step's code, ``data``, ``config`` and the
-    mode, so changing any of them trains anew. ``step`` does one minibatch update and returns its losses as 0-d
-    tensors. ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode
-    while it runs. Prints what happened and returns the :class:`Run`.
+    one pass over its N examples. The checkpoint key covers the model, the step's code, ``data``, ``config``, the
+    precision and the mode, so changing any of them trains anew; a checkpoint of fewer epochs trains on to ``epochs``,
+    one of more trains anew. ``step`` does one minibatch update and returns its losses as 0-d tensors.
+    ``on_epoch_end(epoch)`` may return metrics to log (e.g. a validation error); the model is in eval mode while it
+    runs. With ``select`` (a :class:`Best`), the model ends with the weights of the epoch it picks. ``precision``
+    (e.g. ``torch.bfloat16``) runs the step under autocast. Prints what happened and returns the :class:`Run`.
     """
     data, device = _checked(data, epochs, batch_size, mode), checks.device(device)
-    config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
+    progress = progress or ("off" if os.environ.get("AAE_PROGRESS") == "0" else "bar")
+    if progress not in PROGRESS:
+        raise ValueError(f"progress must be one of {PROGRESS}, got {progress!r}")
+    config = {**(config or {}), "batch_size": batch_size, **({"precision": str(precision)} if precision else {})}
     _check_priors(name, model, device)
-    path, key = _checkpoint(name, model, step, data, config, mode)
+    path, key = _checkpoint(name, model, step, data, config, mode)  # not the epochs: a longer run trains on
+    config = {**config, "epochs": epochs}
+    start_weights = copy.deepcopy(model.state_dict()) if path is not None and path.exists() else None
     meta = checkpoints.load(path, model, key) if path else None
     state = random_state()
-    if meta is not None:
-        run = _loaded(name, config, meta, model)
+    done = meta["history"]["epochs"] if meta else 0
+    if meta is not None and done == epochs:
+        run = _loaded(name, config, meta, model, select)
     else:
+        optimisers, schedules = _schedules(model, step)
+        order = order_generator(device)
+        history, wall_before = History(), 0.0
+        if meta is not None and done < epochs and "resume" in meta:
+            _resume(meta["resume"], optimisers, schedules, order)
+            history, wall_before = History(**meta["history"]), meta["wall_time_s"]
+            if select is not None:
+                _restore_best(select, meta, model)
+            print(f"{name}: resumed from its checkpoint after epoch {done} of {epochs}")
+        elif meta is not None:
+            print(f"{name}: its checkpoint holds {done} epochs, not the {epochs} asked; training anew")
+            model.load_state_dict(start_weights)
+        start, wall = time.perf_counter(), [wall_before]
+
+        def save() -> None:  # called after the last epoch too: the run's wall time is the one it saves
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            wall[0] = wall_before + time.perf_counter() - start
+            if path is None:
+                return _check_finite(name, model)
+            meta = {"history": asdict(history), "mode": mode.name, "device": describe_device(device),
+                    "wall_time_s": wall[0], "key": key, "resume": _resume_state(optimisers, schedules, order)}
+            if select is not None:
+                meta["best"] = {"epoch": select.epoch, "value": select.value, "weights": select.weights}
+            _save(path, model, name, meta)
+
         model.train()
-        start = time.perf_counter()
-        history, = _train(step, model, len(data[0]), epochs, batch_size, device, [order_generator(device)],
-                          [on_epoch_end], name)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        run = Run(name, config, history, mode.name, describe_device(device), epochs, time.perf_counter() - start,
-                  recipe=getattr(model, "recipe", None))
+        _train(engine.autocast(step, device, precision), model, len(data[0]), epochs, batch_size, device, [order],
+               [on_epoch_end], name, schedules, [history], best=select, checkpoint=save, every=checkpoint_every,
+               progress=progress)
+        run = Run(name, config, history, mode.name, describe_device(device), epochs, wall[0],
+                  recipe=getattr(model, "recipe", None),
+                  selected_epoch=select.epoch if select else None)
+        if select is not None:
+            model.load_state_dict(select.weights)
         set_random_state(state)
-        _save(path, model, run, key)
     model.eval()
     return _finish(run)
 
@@ -279,7 +390,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
     names = [m.name for m in members]
     if not members or len(set(names)) != len(names):
         raise ValueError(f"the members' names must be distinct and at least one, got {names}")
-    config = {**(config or {}), "epochs": epochs, "batch_size": batch_size}
+    config = {**(config or {}), "batch_size": batch_size}
     if len(members) > 1:
         config["trained_with"] = names
     built = []  # every member: (member, model, (checkpoint path, key), its starting weights, its data order)
@@ -291,14 +402,19 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         cfg = {"seed": member.seed, **config}
         used = data if member.labelled is None else (*data, member.labelled.x, member.labelled.y)
         _check_priors(member.name, model, device)
-        path, key = _checkpoint(member.name, model, step, used, cfg, mode)
-        start_weights = copy.deepcopy(model.state_dict()) if len(members) > 1 else None
+        path, key = _checkpoint(member.name, model, step, used, cfg, mode)  # not the epochs, as in fit
+        start_weights = copy.deepcopy(model.state_dict())
         meta = checkpoints.load(path, model, key) if path else None
+        if meta is not None and meta["history"]["epochs"] != epochs:  # an ensemble's member does not train on
+            print(f"{member.name}: its checkpoint holds {meta['history']['epochs']} epochs, not the {epochs} asked; "
+                  "training anew")
+            model.load_state_dict(start_weights)
+            meta = None
         state = random_state()  # restored at the end: trained or loaded, the same state is left behind
         built.append((member, model, (path, key), start_weights, order_generator(device)))
         if meta is not None:
             model.eval()
-            out[member.name] = model, _loaded(member.name, cfg, meta, model)
+            out[member.name] = model, _loaded(member.name, {**cfg, "epochs": epochs}, meta, model, None)
     todo = [b for b in built if b[0].name not in out]
     if todo and len(todo) < len(built):
         # an ensemble stopped part-way through saving: a member trained alone would not get the weights it gets
@@ -316,17 +432,21 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         batched = ensemble.stack(models).train()
         labelled = [member.labelled for member, *_ in todo]
         stacked = None if labelled[0] is None else LabelledSet.stack(labelled)
+        step = make_step(batched, stacked)
+        histories = [History() for _ in todo]
         start = time.perf_counter()
-        histories = _train(make_step(batched, stacked), batched, len(data[0]), epochs, batch_size, device,
-                           [g for *_, g in todo], [on_epoch_end and on_epoch_end(m) for m in models],
-                           ", ".join(member.name for member, *_ in todo), models)
+        _train(step, batched, len(data[0]), epochs, batch_size, device, [g for *_, g in todo],
+               [on_epoch_end and on_epoch_end(m) for m in models], ", ".join(member.name for member, *_ in todo),
+               _schedules(batched, step)[1], histories, models)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         share = (time.perf_counter() - start) / len(models)
         for (member, model, (path, key), _, _), history in zip(todo, histories):
-            run = Run(member.name, {"seed": member.seed, **config}, history, mode.name, describe_device(device),
-                      epochs, share, ensemble=len(models), recipe=getattr(model, "recipe", None))
-            _save(path, model, run, key)
+            run = Run(member.name, {"seed": member.seed, **config, "epochs": epochs}, history, mode.name,
+                      describe_device(device), epochs, share, ensemble=len(models),
+                      recipe=getattr(model, "recipe", None))
+            _save(path, model, member.name, {"history": asdict(history), "mode": run.mode, "device": run.device,
+                                             "wall_time_s": share, "ensemble": len(models), "key": key})
             model.eval()
             out[member.name] = model, _finish(run)
     set_random_state(state)

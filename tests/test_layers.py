@@ -41,3 +41,20 @@ def test_every_module_is_placed_in_a_layer():
 @pytest.mark.parametrize("module", sorted(p.stem for p in PACKAGE.glob("*.py")))
 def test_no_module_loads_another_through_importlib(module):
     assert "importlib" not in (PACKAGE / f"{module}.py").read_text()
+
+
+def calls(module: str, owner: str, name: str) -> list[int]:
+    """The lines of ``module`` that call ``owner.name(...)`` (e.g. ``torch.save``)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and node.func.attr == name
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == owner]
+
+
+def test_one_road_writes_checkpoints():
+    """Weights reach the disk in one format, :func:`aae_tutorial.checkpoints.save` (the only ``torch.save``), called
+    by one loop only: :func:`aae_tutorial.train.fit` and ``fit_together``, through ``train._save``."""
+    modules = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert [m for m in modules if calls(m, "torch", "save")] == ["checkpoints"]
+    writers = {m: lines for m in modules if (lines := calls(m, "checkpoints", "save"))}
+    assert list(writers) == ["train"] and len(writers["train"]) == 1, writers

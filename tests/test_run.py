@@ -40,7 +40,7 @@ def cache(tmp_path, monkeypatch):
 
 def final_state(exp, splits, epochs, **kw):
     rec = run.run(exp, "quick", epochs=epochs, device="cpu", splits=splits, progress=False, checkpoint_every=0, **kw)
-    ckpt = next((Path(os.environ["AAE_CACHE_DIR"]) / "runs").glob(f"{exp.name}-quick-seed0-*.pt"))
+    ckpt = next((Path(os.environ["AAE_CACHE_DIR"]) / "checkpoints").glob(f"{exp.name}-quick-seed0-*.pt"))
     return rec, torch.load(ckpt, weights_only=True)
 
 
@@ -56,10 +56,10 @@ def test_a_run_stopped_after_one_epoch_and_resumed_ends_bit_exact(name, cache, m
     resumed, resumed_ckpt = final_state(exp, splits, 2)
     assert resumed["epochs"] == 2 and resumed["valid_curves"] == whole["valid_curves"]
     assert resumed["value"] == whole["value"] and resumed["selected_epochs"] == whole["selected_epochs"]
-    for part in ("model", "best"):
-        for k, v in whole_ckpt[part].items():
-            assert torch.equal(v, resumed_ckpt[part][k]), (part, k)
-    assert torch.equal(whole_ckpt["rng"], resumed_ckpt["rng"])
+    for part in (lambda c: c["model"], lambda c: c["meta"]["best"]["weights"]):
+        for k, v in part(whole_ckpt).items():
+            assert torch.equal(v, part(resumed_ckpt)[k]), k
+    assert torch.equal(whole_ckpt["meta"]["resume"]["rng"], resumed_ckpt["meta"]["resume"]["rng"])
 
 
 KILLED = """
@@ -82,27 +82,37 @@ def test_a_run_killed_mid_training_with_sigkill_resumes_to_the_same_end(cache):
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    runs = cache / "killed" / "runs"
-    assert torch.load(next(runs.glob("*.pt")), weights_only=True)["state"]["epoch"] in (1, 2)
+    runs = cache / "killed" / "checkpoints"
+    assert torch.load(next(runs.glob("*.pt")), weights_only=True)["meta"]["history"]["epochs"] in (1, 2)
     subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
     env["AAE_CACHE_DIR"] = str(cache / "whole")
     subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
-    ends = [torch.load(next((cache / c / "runs").glob("*.pt")), weights_only=True) for c in ("killed", "whole")]
-    assert ends[0]["state"]["epoch"] == ends[1]["state"]["epoch"] == 4
+    ends = [torch.load(next((cache / c / "checkpoints").glob("*.pt")), weights_only=True) for c in ("killed", "whole")]
+    assert ends[0]["meta"]["history"]["epochs"] == ends[1]["meta"]["history"]["epochs"] == 4
     assert all(torch.equal(v, ends[1]["model"][k]) for k, v in ends[0]["model"].items())
-    assert ends[0]["state"]["history"]["metrics"] == ends[1]["state"]["history"]["metrics"]
+    assert ends[0]["meta"]["history"]["metrics"] == ends[1]["meta"]["history"]["metrics"]
 
 
-def test_a_checkpoint_under_another_key_is_set_aside_not_loaded(cache, capsys):
+def test_a_checkpoint_under_another_key_is_set_aside_not_loaded(cache):
     exp, splits = tiny("clustering_k16"), fake_splits()
     final_state(exp, splits, 1)
-    path = next((cache / "cache" / "runs").glob("*.pt"))
+    path = next((cache / "cache" / "checkpoints").glob("*.pt"))
     payload = torch.load(path, weights_only=True)
-    payload["key"] = "0" * 16
+    payload["meta"]["key"] = "0" * 16
     torch.save(payload, path)
+    with pytest.warns(UserWarning, match="written under key '0000000000000000'"):
+        rec, _ = final_state(exp, splits, 1)
+    assert rec["epochs"] == 1 and list((cache / "cache" / "checkpoints").glob("*.corrupt"))
+
+
+def test_a_checkpoint_of_the_earlier_run_format_is_named_and_never_read(cache, capsys):
+    exp, splits = tiny("clustering_k16"), fake_splits()
+    old = cache / "cache" / "runs" / f"{exp.name}-quick-seed0-0123456789abcdef.pt"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"the run command's own format, before there was one road")
     rec, _ = final_state(exp, splits, 1)
-    assert rec["epochs"] == 1 and list((cache / "cache" / "runs").glob("*.corrupt"))
-    assert "not used (ValueError: it was written for key '0000000000000000'" in capsys.readouterr().err
+    assert rec["epochs"] == 1 and old.read_bytes().startswith(b"the run command's own")
+    assert "earlier format" in capsys.readouterr().err
 
 
 def test_records_of_each_scale_sit_side_by_side_and_say_what_ran(cache):
@@ -206,6 +216,6 @@ def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, mon
 
 def test_a_second_process_on_the_same_run_is_refused(cache):
     exp = tiny("clustering_k16")
-    with run._exclusive(cache / "cache" / "runs" / "clustering_k16-quick-seed0"):
+    with run._exclusive(cache / "cache" / "checkpoints" / "clustering_k16-quick-seed0"):
         with pytest.raises(RuntimeError, match="another process is training clustering_k16-quick-seed0 now"):
             run.run(exp, "quick", device="cpu", splits=fake_splits(), progress=False)

@@ -454,3 +454,22 @@ def test_a_prior_on_another_device_than_training_is_named_with_the_fix():
     with pytest.raises(ValueError, match=r"samples on meta, but training runs on cpu; build it on the training "
                                          r"device, e\.g\. Gaussian\(\.\.\., device=device\)"):
         train.fit("prior-device", model, lambda idx: model.train_step(x[idx]), x, 1, QUICK, "cpu", batch_size=50)
+
+
+def test_a_chapter_run_asked_for_more_epochs_trains_on_to_where_a_straight_run_ends(cache, monkeypatch, capsys):
+    x = patterns(100)
+    ends = {}
+    for how, epoch_counts in (("straight", (3,)), ("resumed", (1, 3))):
+        monkeypatch.setenv("AAE_CACHE_DIR", str(cache / how))
+        for epochs in epoch_counts:
+            torch.manual_seed(0)
+            model = TinyAE()
+            ends[how] = model, _fit(model, x, epochs=epochs)
+    assert "m: resumed from its checkpoint after epoch 1 of 3" in capsys.readouterr().out
+    (straight, run_a), (resumed, run_b) = ends["straight"], ends["resumed"]
+    assert run_b.history.losses == run_a.history.losses and run_b.epochs == 3 and not run_b.from_checkpoint
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    torch.manual_seed(0)
+    fewer = _fit(TinyAE(), x, epochs=2)  # a checkpoint of more epochs than asked: trained anew, and said so
+    assert fewer.epochs == 2 and not fewer.from_checkpoint
+    assert "holds 3 epochs, not the 2 asked; training anew" in capsys.readouterr().out
