@@ -246,3 +246,16 @@ def bf16_supported(device: torch.device | str) -> bool:
         cpu = torch.cpu
         return any(getattr(cpu, f, lambda: False)() for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
     return False
+
+
+#: What the run command's ``--precision`` takes.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def precision_for(scale: str, device: torch.device | str, asked: str = "auto") -> str:
+    """The precision a run trains at, ``bf16`` or ``fp32``: ``auto`` is bf16 at full scale on a device with native bf16, fp32 otherwise."""
+    if asked not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {asked!r}")
+    if asked == "auto":
+        return "bf16" if scale == "full" and bf16_supported(device) else "fp32"
+    return asked

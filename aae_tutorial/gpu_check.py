@@ -13,7 +13,8 @@ need not agree bit for bit. Then each graphed step is timed, single and as the e
 value back to the host must run eagerly with one warning, and a later run must still capture.
 
 The record goes to ``book/results/gpu_check_<gpu>.json`` (``--out`` elsewhere); the exit code is 1 if any case
-fails.
+fails. A GPU loan starts here too: ``python -m aae_tutorial.run --budget MINUTES`` calls :func:`loan`, which runs this
+check and then trains what the plan projects to fit, headline experiments first.
 """
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import categorical, engine, ensemble, nets, priors, recipes, steps, tables
+from . import categorical, engine, ensemble, experiments, kinds, nets, plan, priors, recipes, steps, tables
+from . import run as runner
 from .aae import AAE
 from .categorical import CategoricalAAE
 from .conditional import LabelConditionedAAE, SupervisedAAE
-from .data import LabelledSet
+from .data import LabelledSet, load_mnist
 from .experiments import get
 from .files import check_writable
 from .kinds import gaussian_prior, prior_named
@@ -287,6 +289,55 @@ def markdown(record: dict) -> str:
             + ("not run (no CUDA)" if probe is None else "ok" if probe["ok"] else f"**FAIL** ({probe})")
             + f". {len(record['failures'])} failures, {record['wall_time_s']:.0f} s in all.")
     return tables.markdown(header, rows, "GPU self-check: captured vs eager", note)
+
+
+#: The order a loan trains in: the paper's headline tables first (sections 5, 6 and 3), then the rest of the book.
+HEADLINE_FIRST = ("semisupervised_100_labels", "semisupervised_1000_labels", "semisupervised_all_labels",
+                  "clustering_k16", "clustering_k30", "parzen_loglik")
+
+
+def loan(budget_min: float, out: Path, *, device: torch.device | str | None = None, dry: bool = False,
+         gpu: str = "H200") -> dict:
+    """Use a GPU loan of ``budget_min`` minutes: the self-check first, then the experiments the run command can train,
+    headline ones first, as many as the plan projects to fit in the time left (2 minutes kept for packing up). Every
+    record, the self-check and a log go into ``out``, ready to tar. ``dry`` checks eagerly at small width and trains
+    each chosen experiment for one epoch at width 16, on any device: what the tests run."""
+    out = check_writable(Path(out) / "loan.json", "the loan's folder").parent
+    start, log = time.monotonic(), out / "loan.log"
+
+    def note(line: str) -> None:
+        print(line, flush=True)
+        with open(log, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    check = run(dry, out / "gpu_check.json")
+    note(f"gpu_check: {len(check['cases'])} checks, failures: {', '.join(check['failures']) or 'none'}")
+    report = {"budget_min": budget_min, "device": check["device"], "gpu_check_failures": check["failures"],
+              "trained": [], "skipped": [], "dry": dry}
+    if check["failures"] and not dry:
+        note("the self-check failed: nothing trained; see gpu_check.json")
+    else:
+        projected = plan.project(gpu)["experiments"]
+        order = [*HEADLINE_FIRST, *(n for n in experiments.CATALOGUE if n not in HEADLINE_FIRST)]
+        splits = kinds.Splits.of(load_mnist(runner.device_for(device)))
+        planned = 0.0  # the projected time of what was trained: a run faster than projected leaves no more room
+        for name in (n for n in order if experiments.get(n).kind in kinds.KINDS):
+            left = budget_min * 60 - max(time.monotonic() - start, planned) - 120
+            if projected[name] > left:
+                report["skipped"].append(name)
+                continue
+            note(f"{name}: projected {projected[name] / 60:.1f} min, {left / 60:.1f} min left")
+            planned += projected[name]
+            rec = runner.run(experiments.get(name), "full", epochs=1 if dry else None, hidden=(16, 16) if dry else None,
+                      device=device, splits=splits, progress=False, root=out)
+            report["trained"].append({"experiment": name, "value": rec["value"], "wall_time_s": rec["wall_time_s"]})
+    report["wall_time_s"] = round(time.monotonic() - start, 1)
+    write_json(out / "loan.json", report)
+    note(f"done in {report['wall_time_s'] / 60:.1f} min: {len(report['trained'])} trained, "
+         f"{len(report['skipped'])} left for another loan; tar {out} and bring it back")
+    return report
+
+
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,7 +34,7 @@ import torch
 from . import checks, engine, experiments, kinds, tables
 from .data import cache_dir, load_mnist
 from .experiments import Experiment
-from .files import check_writable, folder_lock, read_json
+from .files import folder_lock, read_json
 from .history import History
 from .mode import MODES, RunMode, describe_device
 from .results import write_json
@@ -45,16 +45,9 @@ try:
 except ImportError:  # not on Windows: there, two runs of one experiment are not kept apart
     fcntl = None
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def precision_for(scale: str, device: torch.device | str, asked: str = "auto") -> str:
-    """``bf16`` or ``fp32``: ``auto`` is bf16 at full scale on a device with native bf16, fp32 otherwise."""
-    if asked not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {asked!r}")
-    if asked == "auto":
-        return "bf16" if scale == "full" and engine.bf16_supported(device) else "fp32"
-    return asked
+def device_for(asked: torch.device | str | None, name: str = "device") -> torch.device:
+    """The device a run trains on: ``asked`` where given (it must exist here), else the best there is."""
+    return checks.device(asked, name) if asked else pick_device()
 
 
 @dataclass
@@ -150,8 +143,8 @@ def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, see
     epochs = sc.epochs if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    device = torch.device(device or pick_device())
-    precision = precision_for(scale, device, precision)
+    device = device_for(device)
+    precision = engine.precision_for(scale, device, precision)
     hidden = tuple(hidden or sc.hidden)
     splits = splits or kinds.Splits.of(load_mnist(device))
     results = [train_seed(exp, scale, s, splits, epochs=epochs, hidden=hidden, device=device, precision=precision,
@@ -200,7 +193,7 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
     if field not in numeric and field not in settings:
         raise ValueError(f"sweep a numeric recipe field ({', '.join(sorted(numeric))}) or a numeric model setting "
                          f"of {exp.name} ({', '.join(settings)}), got {field!r}")
-    device = torch.device(device or pick_device())
+    device = device_for(device)
     splits = splits or kinds.Splits.of(load_mnist(device))
     sc = exp.scale(scale)
     best = max if exp.higher_is_better else min
@@ -213,14 +206,14 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
             changed = {"settings": {**exp.settings, field: type(exp.settings[field])(value)}}
         variant = dataclasses.replace(exp, name=f"{exp.name}-{field}-{value:g}", **changed)
         r = train_seed(variant, scale, sc.seeds[0], splits, epochs=epochs or sc.epochs, device=device,
-                       precision=precision_for(scale, device), progress=progress, score=False)
+                       precision=engine.precision_for(scale, device), progress=progress, score=False)
         curve = r.history.metrics["valid"]
         also = {k: v[r.selected_epoch - 1] for k, v in r.history.metrics.items() if k != "valid"}
         rows.append({field: value, "valid_best": round(best(curve), 4), "epoch": r.selected_epoch, **also,
                      "valid_curve": [round(v, 4) for v in curve], "wall_time_s": round(r.wall_time_s, 1)})
     rec = {"experiment": f"{exp.name}_{field}_sweep", "swept": field, "base": base, "settings": exp.settings,
            "scale": scale, "mode": scale, "hidden": list(sc.hidden), "epochs": epochs or sc.epochs,
-           "seed": sc.seeds[0], "precision": precision_for(scale, device), "rows": rows,
+           "seed": sc.seeds[0], "precision": engine.precision_for(scale, device), "rows": rows,
            "chosen_on": "the validation images (the last 10,000 training images)",
            "metric": f"validation: {exp.metric.replace('test ', '')}", "recipe": exp.recipe.name,
            "device": describe_device(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
@@ -260,55 +253,6 @@ def merge_sweeps(old: dict | None, new: dict, best=min) -> dict:
     return {**new, "rows": rows, "chosen": chosen[field]}
 
 
-#: The order a loan trains in: the paper's headline tables first (sections 5, 6 and 3), then the rest of the book.
-HEADLINE_FIRST = ("semisupervised_100_labels", "semisupervised_1000_labels", "semisupervised_all_labels",
-                  "clustering_k16", "clustering_k30", "parzen_loglik")
-
-
-def loan(budget_min: float, out: Path, *, device: torch.device | str | None = None, dry: bool = False,
-         gpu: str = "H200") -> dict:
-    """Use a GPU loan of ``budget_min`` minutes: the self-check first, then the experiments the run command can train,
-    headline ones first, as many as the plan projects to fit in the time left (2 minutes kept for packing up). Every
-    record, the self-check and a log go into ``out``, ready to tar. ``dry`` checks eagerly at small width and trains
-    each chosen experiment for one epoch at width 16, on any device: what the tests run."""
-    from . import gpu_check, plan
-
-    out = check_writable(Path(out) / "loan.json", "the loan's folder").parent
-    start, log = time.monotonic(), out / "loan.log"
-
-    def note(line: str) -> None:
-        print(line, flush=True)
-        with open(log, "a") as f:
-            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-
-    check = gpu_check.run(dry, out / "gpu_check.json")
-    note(f"gpu_check: {len(check['cases'])} checks, failures: {', '.join(check['failures']) or 'none'}")
-    report = {"budget_min": budget_min, "device": check["device"], "gpu_check_failures": check["failures"],
-              "trained": [], "skipped": [], "dry": dry}
-    if check["failures"] and not dry:
-        note("the self-check failed: nothing trained; see gpu_check.json")
-    else:
-        projected = plan.project(gpu)["experiments"]
-        order = [*HEADLINE_FIRST, *(n for n in experiments.CATALOGUE if n not in HEADLINE_FIRST)]
-        splits = kinds.Splits.of(load_mnist(device or pick_device()))
-        planned = 0.0  # the projected time of what was trained: a run faster than projected leaves no more room
-        for name in (n for n in order if experiments.get(n).kind in kinds.KINDS):
-            left = budget_min * 60 - max(time.monotonic() - start, planned) - 120
-            if projected[name] > left:
-                report["skipped"].append(name)
-                continue
-            note(f"{name}: projected {projected[name] / 60:.1f} min, {left / 60:.1f} min left")
-            planned += projected[name]
-            rec = run(experiments.get(name), "full", epochs=1 if dry else None, hidden=(16, 16) if dry else None,
-                      device=device, splits=splits, progress=False, root=out)
-            report["trained"].append({"experiment": name, "value": rec["value"], "wall_time_s": rec["wall_time_s"]})
-    report["wall_time_s"] = round(time.monotonic() - start, 1)
-    write_json(out / "loan.json", report)
-    note(f"done in {report['wall_time_s'] / 60:.1f} min: {len(report['trained'])} trained, "
-         f"{len(report['skipped'])} left for another loan; tar {out} and bring it back")
-    return report
-
-
 def listing() -> str:
     """Every experiment with its settings at both scales and its planned model-epochs, as a Markdown table."""
     rows = []
@@ -333,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="train to this many epochs (default: the scale's)")
     p.add_argument("--seeds", type=int, nargs="+", help="default: the scale's")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best there is)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--precision", choices=engine.PRECISIONS, default="auto")
     p.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS")
     p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's)")
     p.add_argument("--budget", type=float, metavar="MINUTES",
@@ -351,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is not None:
         if args.budget <= 0 or args.experiments:
             p.error("--budget takes a positive number of minutes and no experiment names (it picks them)")
+        from .gpu_check import loan  # the loan starts with the GPU check, which trains through this module
+
         loan(args.budget, Path(args.out), device=args.device or None, dry=args.dry)
         return 0
     if not args.experiments:
@@ -364,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device is not None and not args.device.strip():
         p.error("--device must name a device, e.g. cpu or cuda")
     try:
-        device = checks.device(args.device, "--device") if args.device else pick_device()
+        device = device_for(args.device, "--device")
     except ValueError as e:
         p.error(str(e))
     if args.threads:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aae_tutorial import experiments, kinds, run
+from aae_tutorial import engine, experiments, gpu_check, kinds, run
 from aae_tutorial.experiments import Scale
 
 TINY = Scale((16, 16), 2)
@@ -130,13 +130,13 @@ def test_records_of_each_scale_sit_side_by_side_and_say_what_ran(cache):
 
 
 def test_precision_is_bf16_only_at_full_scale_on_native_bf16(monkeypatch):
-    assert run.precision_for("quick", "cpu") == "fp32"
+    assert engine.precision_for("quick", "cpu") == "fp32"
     monkeypatch.setattr(run.engine, "bf16_supported", lambda device: True)
-    assert run.precision_for("full", "cpu") == "bf16" and run.precision_for("full", "cpu", "fp32") == "fp32"
+    assert engine.precision_for("full", "cpu") == "bf16" and engine.precision_for("full", "cpu", "fp32") == "fp32"
     monkeypatch.setattr(run.engine, "bf16_supported", lambda device: False)
-    assert run.precision_for("full", "cpu") == "fp32"
+    assert engine.precision_for("full", "cpu") == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
-        run.precision_for("full", "cpu", "fp16")
+        engine.precision_for("full", "cpu", "fp16")
 
 
 def test_the_listing_names_every_experiment_and_its_model_epochs():
@@ -202,7 +202,7 @@ def test_a_later_sweep_adds_to_the_record_and_the_choice_is_made_again_over_ever
 
 def test_a_dry_loan_checks_first_then_trains_what_fits_headline_first(cache, monkeypatch):
     monkeypatch.setattr(run.kinds.Splits, "of", classmethod(lambda cls, mnist: fake_splits()))
-    monkeypatch.setattr(run, "load_mnist", lambda device: None)
+    monkeypatch.setattr(gpu_check, "load_mnist", lambda device: None)
     out = cache / "loan"
     run.main(["--budget", "6", "--out", str(out), "--dry", "--device", "cpu"])
     report = json.loads((out / "loan.json").read_text())
