@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import categorical, data, engine, ensemble, metrics, priors, tables
+from . import categorical, data, engine, metrics, priors, tables
 from .aae import AAE
 from .categorical import CategoricalAAE
 from .mode import describe_device
@@ -133,10 +133,10 @@ def time_package(kind: str, device: torch.device, steps: int, hidden: int, x: to
                  members: int = 1) -> float:
     """Samples per second (all members together) of a package model's step, run by the engine's
     :class:`~aae_tutorial.engine.StepRunner` on device-resident data with the losses kept on the device. With
-    ``members > 1`` that many models train as one batched ensemble (:func:`aae_tutorial.ensemble.stack`), each on its
+    ``members > 1`` that many models train as one batched ensemble (:func:`aae_tutorial.engine.stack`), each on its
     own minibatch of 100."""
     models = [make_package_model(kind, device, hidden, compile_mode) for _ in range(members)]
-    model = ensemble.stack(models) if members > 1 else models[0]
+    model = engine.stack(models) if members > 1 else models[0]
     step = engine.autocast(package_step(kind, model, x, members), device, precision)
     runner = engine.StepRunner(step, model, device, kind, graphs=graphs)
     batches = zip(*(minibatches(len(x), 100, device) for _ in range(members)))

@@ -22,7 +22,7 @@ from .steps import frozen, gan_loss, reconstruction_loss, update
 class CategoryUseEntropy(nn.Module):
     """H(q̄), the entropy (nats) of the categories' mean probability q̄ = mean over the minibatch of q(y|x): log k when
     all k categories are used equally, 0 when one takes everything. ``members`` is set by
-    :func:`aae_tutorial.ensemble.stack`, so that each model of an ensemble averages over its own rows only."""
+    :func:`aae_tutorial.engine.stack`, so that each model of an ensemble averages over its own rows only."""
 
     members = 1
 
@@ -89,7 +89,7 @@ class CategoricalAAE(nets.RecordsInit, nn.Module):
 
     def head_penalty(self) -> Tensor:
         """Sum over pairs of cluster heads of max(0, head_gap - distance): pushes heads at least head_gap apart.
-        The heads of an ensemble's members (:func:`aae_tutorial.ensemble.stack`) are penalised each on their own."""
+        The heads of an ensemble's members (:func:`aae_tutorial.engine.stack`) are penalised each on their own."""
         w = self.heads.weight.transpose(-1, -2)  # (n_classes, head_dim); (M, n_classes, head_dim) in an ensemble
         d = torch.cdist(w, w)  # (n_classes, n_classes), per member
         pairs = torch.triu(F.relu(self.head_gap - d), diagonal=1)  # each pair i < j once

@@ -3,7 +3,7 @@
     python -m aae_tutorial.gpu_check            # on a CUDA GPU, paper widths: well under a minute
     python -m aae_tutorial.gpu_check --dry      # anywhere: small widths, both runs eager (checks the check itself)
 
-For every kind of step the chapters train, single and as batched ensembles of 3 and 9 (:func:`aae_tutorial.ensemble.stack`),
+For every kind of step the chapters train, single and as batched ensembles of 3 and 9 (:func:`aae_tutorial.engine.stack`),
 the same models (same seed, same minibatches) take ``STEPS`` steps eagerly and ``STEPS`` steps through
 :class:`~aae_tutorial.engine.StepRunner` with CUDA graphs. The graphed run must really capture (no fallback) and end
 at the same losses and weights, up to ``TOLERANCE`` (relative): kernels captured in a graph may order a reduction
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import categorical, engine, ensemble, experiments, kinds, nets, plan, priors, recipes, steps, tables
+from . import categorical, engine, experiments, kinds, nets, plan, priors, recipes, steps, tables
 from . import run as runner
 from .aae import AAE
 from .categorical import CategoricalAAE
@@ -153,7 +153,7 @@ def _build(case: str, members: int, hidden: tuple[int, ...], device: torch.devic
     _, build, make_step = CASES[case]
     torch.manual_seed(1)
     models = [build(hidden, device).to(device) for _ in range(members)]
-    model = models[0] if members == 1 else ensemble.stack(models)
+    model = models[0] if members == 1 else engine.stack(models)
     return model.train(), make_step(model, data, LabelledSet.stack(data.labelled[:members]))
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import checkpoints, checks, engine, ensemble, recipes
+from . import checkpoints, checks, engine, recipes
 from .priors import Prior
 from .data import LabelledSet, check_images
 from .history import History, Run
@@ -133,7 +133,7 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
     on from ``histories``' epochs (a resumed run) to ``epochs``, logging into them.
 
     With one data order this trains ``model`` alone: ``best`` then follows the validation metric and ``checkpoint()``
-    is called every ``every`` seconds. With M orders, ``model`` is an ensemble (:func:`aae_tutorial.ensemble.stack`
+    is called every ``every`` seconds. With M orders, ``model`` is an ensemble (:func:`aae_tutorial.engine.stack`
     of ``members``): each minibatch holds each member's own ``batch_size`` rows, and the members' weights are copied
     out before their ``callbacks`` run.
     """
@@ -152,7 +152,7 @@ def _train(step: Step, model: nn.Module, n: int, epochs: int, batch_size: int, d
                                      "training stopped, and nothing after the last checkpoint was saved (lower the "
                                      "learning rates, or check the data)")
         if members:
-            ensemble.unstack_into(model, members)
+            engine.unstack_into(model, members)
         for history, member, callback in zip(histories, members or [model], callbacks):
             History.log(history.losses, means)
             if callback is not None:
@@ -377,7 +377,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
                  batch_size: int = 100,
                  on_epoch_end: Callable[[nn.Module], EpochCallback] | None = None) -> list[tuple[nn.Module, Run]]:
     """:func:`fit` once per member, with the runs that are not yet checkpointed trained together as one batched
-    ensemble (:func:`aae_tutorial.ensemble.stack`): one step updates every member's model.
+    ensemble (:func:`aae_tutorial.engine.stack`): one step updates every member's model.
 
     For each member the global RNG is seeded with its seed, ``make_model(member)`` builds the model and
     ``make_step(model, member.labelled)`` its step, as a chapter would for one run; the ensemble's step is
@@ -429,7 +429,7 @@ def fit_together(members: Sequence[Member], make_model: Callable[[Member], nn.Mo
         _finish(run)
     if todo:
         models = [model for _, model, _, _, _ in todo]
-        batched = ensemble.stack(models).train()
+        batched = engine.stack(models).train()
         labelled = [member.labelled for member, *_ in todo]
         stacked = None if labelled[0] is None else LabelledSet.stack(labelled)
         step = make_step(batched, stacked)

@@ -1,10 +1,10 @@
-"""Batched seed ensembles (ensemble.stack, train.fit_seeds) run the same algorithm as one model per seed: a one-member
+"""Batched seed ensembles (engine.stack, train.fit_seeds) run the same algorithm as one model per seed: a one-member
 ensemble trains bit for bit like fit, each member of three matches its own single run, and every seed keeps its own
 checkpoint and provenance."""
 import pytest
 import torch
 
-from aae_tutorial import categorical, ensemble, mode, nets, priors, recipes, steps, train
+from aae_tutorial import categorical, engine, mode, nets, priors, recipes, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE, CategoryUseEntropy
 from aae_tutorial.data import LabelledSet
@@ -166,26 +166,26 @@ def test_the_semisupervised_step_trains_as_an_ensemble():
 
 def test_stack_refuses_what_it_cannot_batch():
     with pytest.raises(ValueError, match="built alike"):
-        ensemble.stack([PlainAE(), AAE(priors.Gaussian(2, 5.0), (8,))])
+        engine.stack([PlainAE(), AAE(priors.Gaussian(2, 5.0), (8,))])
     with pytest.raises(ValueError, match="LayerNorm"):
-        ensemble.stack([torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))] * 2)
+        engine.stack([torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))] * 2)
     used = PlainAE()
     used.train_step(images(10))
     with pytest.raises(ValueError, match="already taken steps"):
-        ensemble.stack([used])
+        engine.stack([used])
     with pytest.raises(ValueError, match="multiple of 3"):
-        ensemble.stack([PlainAE() for _ in range(3)]).enc(torch.rand(4, 784))
+        engine.stack([PlainAE() for _ in range(3)]).enc(torch.rand(4, 784))
 
 
 def test_stack_and_unstack_keep_each_members_weights():
     models = [PlainAE() for _ in range(3)]
-    stacked = ensemble.stack(models)
+    stacked = engine.stack(models)
     x = torch.rand(3, 5, 784)
     out = stacked.enc(x.reshape(15, 784)).reshape(3, 5, 3)
     for m, (model, xm) in enumerate(zip(models, x)):
         torch.testing.assert_close(out[m], model.enc(xm))  # member m sees only its own rows
     copies = [PlainAE() for _ in range(3)]
-    ensemble.unstack_into(stacked, copies)
+    engine.unstack_into(stacked, copies)
     for a, b in zip(models, copies):
         assert all(torch.equal(u, v) for u, v in zip(weights(a), weights(b)))
     opt = stacked.opt
@@ -199,7 +199,7 @@ def test_category_use_entropy_averages_each_members_rows_apart():
     assert use(torch.full((8, k), 1 / k)).item() == pytest.approx(torch.log(torch.tensor(4.0)).item())  # all used
     two = torch.eye(k)[[0] * 4 + [1] * 4]  # rows 0-3 all category 0, rows 4-7 all category 1
     assert use(two).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
-    stacked = ensemble.stack([BalancedAE(), BalancedAE()])
+    stacked = engine.stack([BalancedAE(), BalancedAE()])
     assert stacked.use.members == 2 and stacked.use(two).item() == 0.0  # each member uses one category only
 
 
@@ -257,6 +257,6 @@ def test_labelled_members_of_different_set_sizes_train_together_and_keep_their_o
 
 def test_stacked_cluster_heads_are_penalised_each_on_its_own():
     models = [CategoricalAAE(5, 2, (8,), head_dim=2, head_gap=3.0) for _ in range(3)]
-    stacked = ensemble.stack(models)
+    stacked = engine.stack(models)
     mean = sum(m.head_penalty() for m in models) / 3
     torch.testing.assert_close(stacked.head_penalty(), mean)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from aae_tutorial import categorical, ensemble, priors, recipes
+from aae_tutorial import categorical, engine, priors, recipes
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE
 from aae_tutorial.data import LabelledSet
@@ -63,17 +63,17 @@ def cases():
         out[f"ch6 semi-supervised {r}"] = categorical.semisupervised_step(semi, x, LabelledSet(x[:20], y[:20]))
         alone = CategoricalAAE(10, 4, HIDDEN, recipe=recipe, batch_norm=True)
         out[f"ch6 labels only {r}"] = categorical.labels_only_step(alone, LabelledSet(x[:20], y[:20]))
-        clusters = ensemble.stack([CategoricalAAE(16, 5, HIDDEN, recipe=recipe, batch_norm=True, balance=1.0)
+        clusters = engine.stack([CategoricalAAE(16, 5, HIDDEN, recipe=recipe, batch_norm=True, balance=1.0)
                                    for _ in range(3)])
         out[f"ch7 clustering ensemble {r}"] = lambda idx, m=clusters: m.train_step(x[idx.repeat(3)])
         heads = CategoricalAAE(20, 2, HIDDEN, recipe=recipe, head_dim=2, batch_norm=True, balance=1.0)
         out[f"ch8 cluster heads {r}"] = lambda idx, m=heads: m.train_step(x[idx])
         sets = LabelledSet.stack([LabelledSet(x[:10], y[:10]), LabelledSet(x[10:30], y[10:30]),
                                   LabelledSet(x, y)])  # 100, 1000 and all labels, say
-        semis = ensemble.stack([CategoricalAAE(10, 4, HIDDEN, recipe=recipe, batch_norm=True) for _ in range(3)])
+        semis = engine.stack([CategoricalAAE(10, 4, HIDDEN, recipe=recipe, batch_norm=True) for _ in range(3)])
         out[f"ch6 semi-supervised ensemble {r}"] = lambda idx, m=semis, s=sets: categorical.semisupervised_step(
             m, x, s)(idx.repeat(3))
-        maps = ensemble.stack([CategoricalAAE(10, 2, HIDDEN, recipe=recipe, head_dim=2) for _ in range(2)])
+        maps = engine.stack([CategoricalAAE(10, 2, HIDDEN, recipe=recipe, head_dim=2) for _ in range(2)])
         out[f"ch8 cluster heads ensemble {r}"] = lambda idx, m=maps, s=LabelledSet(
             x[:30], y[:30], [10, 20]): categorical.semisupervised_step(m, x, s)(idx.repeat(2))
     return out
