@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from . import categorical, data, engine, metrics, priors, tables
 from .aae import AAE
 from .categorical import CategoricalAAE
-from .mode import describe_device
+from .train import describe_device
 from .steps import reconstruction_loss
 from .train import minibatches, seed_everything
 

@@ -9,7 +9,8 @@ from IPython.display import Markdown
 
 from . import figures, plan, tables
 from .files import read_json
-from .mode import RunMode, describe_device, run_mode
+from .experiments import RunMode, run_mode
+from .train import describe_device
 from .train import Run, pick_device, seed_everything
 
 #: Each chapter's measured wall time per mode, shipped with the package so that a chapter opened on Colab (without

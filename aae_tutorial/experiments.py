@@ -2,7 +2,8 @@
 
 An :class:`Experiment` holds what a run of it needs: the kind of model and step (:mod:`aae_tutorial.kinds`), its
 settings, its recipe, its labelled subset, and its width, epochs and seeds at each :class:`Scale`: ``quick`` (minutes
-on a 2-core CPU; what the book's pages execute) and ``full`` (the paper's width). Read it at a glance with
+on a 2-core CPU; what the book's pages execute) and ``full`` (the paper's width). A chapter runs at the scale
+``AAE_MODE`` names (:func:`run_mode`); unset, it is ``quick`` on every device: paper scale is opt-in. Read it at a glance with
 ``python -m aae_tutorial.run --list``; train any of it with ``python -m aae_tutorial.run NAME --scale full``.
 
 A setting is stated here once. The paper's values come from its tables (section numbers beside them); where the
@@ -10,11 +11,45 @@ paper is silent, :mod:`aae_tutorial.recipes` and the chapters say so.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import nets
-from .mode import MODES
 from .recipes import COURSE, COURSE_FIRM, COURSE_LABELS, PAPER, Recipe
+
+T = TypeVar("T")
+#: The two scales: every chapter runs at either, and so does every experiment.
+MODES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class RunMode:
+    name: str  # "quick" or "full"
+    reason: str
+
+    @property
+    def full(self) -> bool:
+        return self.name == "full"
+
+    def pick(self, quick: T, full: T) -> T:
+        """The setting for this mode, e.g. ``epochs = mode.pick(quick=3, full=100)``."""
+        return full if self.full else quick
+
+    def __str__(self) -> str:
+        return f"Run mode: {self.name} ({self.reason})"
+
+
+def run_mode() -> RunMode:
+    """Read ``AAE_MODE`` (quick | full). Unset, it is quick on every device: paper scale is opt-in."""
+    value = os.environ.get("AAE_MODE", "").strip().lower()
+    if value:
+        if value not in MODES:
+            raise ValueError(f"AAE_MODE must be one of {MODES}, got {value!r}")
+        return RunMode(value, "set by AAE_MODE")
+    return RunMode("quick", "the default; set AAE_MODE=full for paper scale")
+
+
 
 #: The quick scale's hidden layers: every network in the book at a quarter of the paper's width.
 QUICK_HIDDEN = (256, 256)

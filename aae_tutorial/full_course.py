@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from . import plan, tables
 from .course import TIMES, is_times
 from .files import folder_lock, read_json
-from .mode import describe_device
+from .train import describe_device
 from .results import write_json
 from .train import pick_device
 

@@ -40,7 +40,7 @@ from .experiments import get
 from .files import check_writable
 from .kinds import gaussian_prior, prior_named
 from .judge import DigitClassifier
-from .mode import describe_device
+from .train import describe_device
 from .results import write_json
 from .vae import VAE
 

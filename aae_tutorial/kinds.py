@@ -20,7 +20,7 @@ from .data import MNIST, LabelledSet, balanced_subset
 from .experiments import Experiment, get
 from .history import Run
 from .judge import DigitClassifier
-from .mode import RunMode
+from .experiments import RunMode
 from .train import fit
 from .vae import VAE
 

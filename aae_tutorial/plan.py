@@ -178,7 +178,7 @@ def markdown(plan: dict) -> str:
 
 def chapter_line(chapter: str, device: str) -> str:
     """One line for a full-mode chapter to print before it trains: its projected training time on ``device`` (a
-    name as :func:`aae_tutorial.mode.describe_device` gives it)."""
+    name as :func:`aae_tutorial.train.describe_device` gives it)."""
     if chapter not in FULL:
         return ""
     plan = project(_short(device))

@@ -20,7 +20,7 @@ import torch
 
 from . import tables
 from .files import atomic_write, check_name, folder_lock
-from .mode import MODES
+from .experiments import MODES
 from .recipes import Recipe
 from .history import Run
 

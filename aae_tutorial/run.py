@@ -36,7 +36,8 @@ from .data import cache_dir, load_mnist
 from .experiments import Experiment
 from .files import folder_lock, read_json
 from .history import History
-from .mode import MODES, RunMode, describe_device
+from .experiments import MODES, RunMode
+from .train import describe_device
 from .results import write_json
 from .train import CHECKPOINT_EVERY_S, Best, fit, pick_device, seed_everything
 

@@ -30,7 +30,7 @@ from . import checkpoints, checks, engine, recipes
 from .priors import Prior
 from .data import LabelledSet, check_images
 from .history import History, Run
-from .mode import RunMode, describe_device
+from .experiments import RunMode
 
 
 Step = Callable[[Tensor], dict[str, Tensor]]
@@ -77,6 +77,14 @@ def pick_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A short human-readable name: ``cuda (NVIDIA H100 80GB HBM3)``, ``mps`` or ``cpu``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def seed_everything(seed: int) -> None:
@@ -192,7 +200,7 @@ def _log_run(run: Run) -> None:
 
 def _checked(data: Tensor | Sequence[Tensor], epochs: int, batch_size: int, mode: RunMode) -> tuple[Tensor, ...]:
     if not isinstance(mode, RunMode):
-        raise TypeError(f"mode must be a RunMode, e.g. mode.run_mode() or RunMode('quick', 'why'), got {mode!r}")
+        raise TypeError(f"mode must be a RunMode, e.g. experiments.run_mode() or RunMode('quick', 'why'), got {mode!r}")
     data = (data,) if isinstance(data, Tensor) else tuple(data)
     if not data:
         raise ValueError("data must hold at least the training images")

@@ -4,12 +4,12 @@ checkpoint and provenance."""
 import pytest
 import torch
 
-from aae_tutorial import categorical, engine, mode, nets, priors, recipes, steps, train
+from aae_tutorial import categorical, engine, experiments, nets, priors, recipes, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE, CategoryUseEntropy
 from aae_tutorial.data import LabelledSet
 
-QUICK = mode.RunMode("quick", "test")
+QUICK = experiments.RunMode("quick", "test")
 
 
 @pytest.fixture(autouse=True)

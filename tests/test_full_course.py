@@ -10,7 +10,7 @@ pytestmark = pytest.mark.notebooks  # executes or reads the book: not in the tor
 
 CELL = """
 import torch
-from aae_tutorial import mode, nets, recipes, steps, train
+from aae_tutorial import experiments, nets, recipes, steps, train
 model = torch.nn.ModuleDict({"enc": nets.encoder(2, (8,)), "dec": nets.decoder(2, (8,))})
 opt = recipes.adam(model.parameters(), lr=1e-3)
 x = torch.rand(40, 784)
@@ -18,8 +18,8 @@ def step(idx):
     loss = steps.reconstruction_loss(model["dec"](model["enc"](x[idx])), x[idx])
     steps.update(opt, loss)
     return {"loss": loss}
-run = train.fit("tiny", model, step, x, 3, mode.run_mode(), "cpu", batch_size=20)
-print(mode.run_mode().name, run.from_checkpoint)
+run = train.fit("tiny", model, step, x, 3, experiments.run_mode(), "cpu", batch_size=20)
+print(experiments.run_mode().name, run.from_checkpoint)
 """
 
 

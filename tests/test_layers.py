@@ -12,7 +12,7 @@ METHOD = ("nets", "priors", "steps", "metrics", "recipes", "aae", "vae", "condit
 SHARED = ("checks", "tables", "files", "data")
 #: Training, checkpoints and records: what the method must not import.
 ABOVE = ("train", "checkpoints", "history", "results", "run", "engine", "kinds", "experiments", "course",
-         "full_course", "gpu_check", "bench", "plan", "mode", "trials", "widgets", "plots", "figures")
+         "full_course", "gpu_check", "bench", "plan", "trials", "widgets", "plots", "figures")
 
 
 def imports(module: str) -> set[str]:

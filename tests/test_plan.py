@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aae_tutorial import course, experiments, full_course, kinds, mode, plan
+from aae_tutorial import course, experiments, full_course, kinds, plan
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
@@ -27,7 +27,7 @@ def test_the_judge_trains_at_the_catalogues_epochs(monkeypatch):
     mnist = type("M", (), {"split": lambda self: ((torch.rand(200, 784), torch.zeros(200, dtype=torch.long)),) * 2,
                            "x_test": torch.rand(10, 784), "y_test": torch.zeros(10, dtype=torch.long)})()
     for name in ("quick", "full"):
-        kinds.digit_judge(mnist, mode.RunMode(name, "test"), "cpu")
+        kinds.digit_judge(mnist, experiments.RunMode(name, "test"), "cpu")
     assert calls == [experiments.get("digit_judge").quick.epochs, experiments.get("digit_judge").full.epochs]
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from aae_tutorial import checkpoints, mode, train
+from aae_tutorial import checkpoints, experiments, train
 
-QUICK = mode.RunMode("quick", "test")
+QUICK = experiments.RunMode("quick", "test")
 
 PREAMBLE = """
 import numpy as np

@@ -7,12 +7,12 @@ import warnings
 import pytest
 import torch
 
-from aae_tutorial import checkpoints, engine, mode, nets, recipes, steps, train
+from aae_tutorial import checkpoints, engine, experiments, nets, recipes, steps, train
 from aae_tutorial.aae import AAE
 from aae_tutorial.categorical import CategoricalAAE
 from aae_tutorial.priors import Gaussian
 
-QUICK = mode.RunMode("quick", "test")
+QUICK = experiments.RunMode("quick", "test")
 
 
 @pytest.fixture(autouse=True)
@@ -23,19 +23,19 @@ def cache(tmp_path, monkeypatch):
 
 def test_run_mode(monkeypatch):
     monkeypatch.setenv("AAE_MODE", "full")
-    assert mode.run_mode().full and mode.run_mode().pick(quick=1, full=2) == 2
+    assert experiments.run_mode().full and experiments.run_mode().pick(quick=1, full=2) == 2
     monkeypatch.setenv("AAE_MODE", "Quick ")
-    assert mode.run_mode().name == "quick"
+    assert experiments.run_mode().name == "quick"
     monkeypatch.setenv("AAE_MODE", "fast")
     with pytest.raises(ValueError, match="AAE_MODE must be one of"):
-        mode.run_mode()
+        experiments.run_mode()
     monkeypatch.delenv("AAE_MODE")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # quick by default even on a GPU: full is opt-in
-    assert mode.run_mode().name == "quick" and "set AAE_MODE=full" in str(mode.run_mode())
+    assert experiments.run_mode().name == "quick" and "set AAE_MODE=full" in str(experiments.run_mode())
 
 
 def test_tests_run_in_quick_mode_unless_told_otherwise():
-    assert mode.run_mode().name == "quick"  # tests/conftest.py pins it, also on a CUDA machine
+    assert experiments.run_mode().name == "quick"  # tests/conftest.py pins it, also on a CUDA machine
 
 
 def test_minibatches_cover_every_index_once():
@@ -108,7 +108,7 @@ def test_any_change_to_the_run_trains_anew(change):
 
     step = rewritten_step if change == "step_source" else None
     run = _fit(model, data, step, epochs=2 if change == "epochs" else 1, config={"x": 1} if change == "config" else None,
-               run_mode=mode.RunMode("full", "t") if change == "mode" else QUICK)
+               run_mode=experiments.RunMode("full", "t") if change == "mode" else QUICK)
     assert run.from_checkpoint == (change == "nothing")
 
 
@@ -281,7 +281,7 @@ def test_weights_broken_by_the_last_update_are_never_saved(cache):
         return losses
 
     with pytest.raises(train.NonFiniteWeightsError, match=r"non-finite weights after training \(dec\.2\.bias\)"):
-        train.fit("broken", model, step, x, 1, mode.RunMode("quick", "test"), "cpu", batch_size=50)
+        train.fit("broken", model, step, x, 1, experiments.RunMode("quick", "test"), "cpu", batch_size=50)
     assert not list(cache.rglob("*.pt"))
 
 
@@ -445,7 +445,7 @@ def test_a_fifo_at_the_checkpoint_path_is_set_aside_without_hanging(cache):
 
 def test_fit_seeds_without_seeds_says_so():
     with pytest.raises(ValueError, match="seeds must be distinct and at least one"):
-        train.fit_seeds("x", TinyAE, lambda m: None, [], patterns(10), 1, mode.RunMode("quick", "test"), "cpu")
+        train.fit_seeds("x", TinyAE, lambda m: None, [], patterns(10), 1, experiments.RunMode("quick", "test"), "cpu")
 
 
 def test_a_prior_on_another_device_than_training_is_named_with_the_fix():
