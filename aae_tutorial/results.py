@@ -10,6 +10,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import time
 import uuid
 import warnings
@@ -19,7 +20,8 @@ from pathlib import Path
 import torch
 
 from . import tables
-from .files import atomic_write, check_name, folder_lock
+from . import __version__
+from .files import atomic_write, check_name, folder_lock, read_json
 from .experiments import MODES
 from .recipes import Recipe
 from .history import Run
@@ -28,14 +30,40 @@ class ResultsFileError(ValueError):
     """A results file that cannot be read; the message names it."""
 
 
-def results_dir() -> Path:
-    """``$AAE_RESULTS_DIR`` or ``results/`` beside the running notebook (``book/results`` in the repository)."""
-    return Path(os.environ.get("AAE_RESULTS_DIR", "results"))
-
-
 #: The repository's records, where the paper-width records of ``python -m aae_tutorial.run --scale full`` are
 #: committed (under ``full/``); a notebook that writes its own records elsewhere (the tests) still shows them.
 BOOK_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+
+
+def results_dir() -> Path:
+    """Where records are written: ``$AAE_RESULTS_DIR``; else the repository's ``book/results`` where the package runs
+    from its checkout (the chapters, and the run command from anywhere); else ``results/`` beside the running
+    notebook (an installed package, as on Colab)."""
+    if os.environ.get("AAE_RESULTS_DIR"):
+        return Path(os.environ["AAE_RESULTS_DIR"])
+    return BOOK_RESULTS if BOOK_RESULTS.is_dir() else Path("results")
+
+
+def record_path(name: str, scale: str, root: Path | None = None) -> Path:
+    """Where the run command keeps the record of ``name`` at ``scale``: ``<root>/<scale>/<name>.json``, ``root`` by
+    default :func:`results_dir`."""
+    return (Path(root) if root else results_dir()) / scale / f"{name}.json"
+
+
+def code_version() -> str:
+    """The commit the package's code is at (``+`` where tracked files have changed since), or, outside a git checkout,
+    the package's version: every record says what code made it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        changed = subprocess.run(["git", "--no-optional-locks", "-C", str(repo), "status", "--porcelain",
+                                  "--untracked-files=no"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return f"aae_tutorial {__version__}"
+    if head.returncode or not head.stdout.strip():
+        return f"aae_tutorial {__version__}"
+    return head.stdout.strip() + ("+" if changed.returncode == 0 and changed.stdout.strip() else "")
 #: How long the paper's own runs were, as far as is known: the reproduction that transcribes the appendix trains
 #: 2,000 to 5,000 epochs; the paper's text gives no count.
 PAPER_EPOCHS_NOTE = ("The paper's numbers come from far longer runs than ours (the public reproduction that "
@@ -156,7 +184,7 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
         "wall_times_s": [round(r.wall_time_s, 1) for r in runs],
         "paper": paper, "paper_std": paper_std,
         "recipe": recipe.name, "recipe_settings": recipe.describe(),
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__, "code_version": code_version(), "date": time.strftime("%Y-%m-%d"),
     }
     if shadowed := sorted(set(extra) & set(rec)):
         raise ValueError(f"extra fields may not replace standard ones: {shadowed}")
@@ -176,6 +204,53 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
             return rec
         write_json(path, rec)
     return rec
+
+
+def of_seeds(exp, scale: str, results: Sequence, *, hidden: tuple[int, ...], epochs_planned: int,
+           device: str, precision: str) -> dict:
+    """The run command's record of an experiment of the catalogue at one scale: the mean test value over its seeds
+    (``results``: :class:`aae_tutorial.run.SeedResult`) and their provenance."""
+    values = [r.test["value"] for r in results]
+    extra = {k: [r.test[k] for r in results] for k in results[0].test if k != "value"}
+    return {
+        "experiment": exp.name, "title": exp.title, "metric": exp.metric,
+        "value": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+        "values": [round(v, 4) for v in values], "seeds": [r.seed for r in results],
+        "mode": scale, "scale": scale, "hidden": list(hidden), "epochs": min(r.epochs for r in results),
+        "epochs_planned": epochs_planned, "selected_epochs": [r.selected_epoch for r in results],
+        "selected_on": "validation images (the last 10,000 training images)",
+        "valid_curves": [[round(v, 4) for v in r.history.metrics["valid"]] for r in results],
+        "device": device, "precision": precision, "threads": torch.get_num_threads(),
+        "wall_time_s": round(sum(r.wall_time_s for r in results), 1),
+        "wall_times_s": [round(r.wall_time_s, 1) for r in results],
+        "paper": exp.paper, "paper_std": exp.paper_std,
+        "recipe": exp.recipe.name, "recipe_settings": exp.recipe.describe(), "settings": exp.settings,
+        "labels_per_class": exp.labels_per_class,
+        "torch": torch.__version__, "code_version": code_version(), "date": time.strftime("%Y-%m-%d"),
+        **extra,
+    }
+
+
+def results_root() -> Path:
+    """``$AAE_RESULTS_DIR``, else ``book/results`` (run from the repository's root)."""
+    return Path(os.environ.get("AAE_RESULTS_DIR") or "book/results")
+
+
+def record_path(name: str, scale: str, root: Path | None = None) -> Path:
+    return (root or results_root()) / scale / f"{name}.json"
+
+
+def write(rec: dict, scale: str, root: Path | None = None, merge=None) -> Path:
+    """Write a record of the run command to :func:`record_path` atomically, with no other writer in between; with
+    ``merge``, what is written is ``merge(earlier record or None)`` (a search adding its rows). Returns the path."""
+    path = record_path(rec["experiment"], scale, root)
+    with folder_lock(path.parent):
+        if merge is not None:
+            rec = merge(read_json(path, lambda v: isinstance(v, dict) and isinstance(v.get("rows"), list),
+                                  "the search's record"))
+        write_json(path, rec)
+    return path
 
 
 def _existing_mode(path: Path) -> str | None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
-import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -32,14 +30,11 @@ from pathlib import Path
 import torch
 
 from . import checks, engine, experiments, kinds, tables
+from . import results as records
 from .data import cache_dir, load_mnist
-from .experiments import Experiment
-from .files import folder_lock, read_json
+from .experiments import MODES, Experiment, RunMode
 from .history import History
-from .experiments import MODES, RunMode
-from .train import describe_device
-from .results import write_json
-from .train import CHECKPOINT_EVERY_S, Best, fit, pick_device, seed_everything
+from .train import CHECKPOINT_EVERY_S, Best, describe_device, fit, pick_device, seed_everything
 
 try:
     import fcntl
@@ -101,45 +96,12 @@ def train_seed(exp: Experiment, scale: str, seed: int, splits: kinds.Splits, *, 
     return SeedResult(seed, run.history, best.epoch, trainee.score() if score else {}, run.wall_time_s, run.epochs)
 
 
-def record(exp: Experiment, scale: str, results: list[SeedResult], *, hidden: tuple[int, ...], epochs_planned: int,
-           device: str, precision: str) -> dict:
-    """The record of an experiment's runs at one scale: the mean test value over seeds and their provenance."""
-    values = [r.test["value"] for r in results]
-    extra = {k: [r.test[k] for r in results] for k in results[0].test if k != "value"}
-    return {
-        "experiment": exp.name, "title": exp.title, "metric": exp.metric,
-        "value": round(statistics.fmean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-        "values": [round(v, 4) for v in values], "seeds": [r.seed for r in results],
-        "mode": scale, "scale": scale, "hidden": list(hidden), "epochs": min(r.epochs for r in results),
-        "epochs_planned": epochs_planned, "selected_epochs": [r.selected_epoch for r in results],
-        "selected_on": "validation images (the last 10,000 training images)",
-        "valid_curves": [[round(v, 4) for v in r.history.metrics["valid"]] for r in results],
-        "device": device, "precision": precision, "threads": torch.get_num_threads(),
-        "wall_time_s": round(sum(r.wall_time_s for r in results), 1),
-        "wall_times_s": [round(r.wall_time_s, 1) for r in results],
-        "paper": exp.paper, "paper_std": exp.paper_std,
-        "recipe": exp.recipe.name, "recipe_settings": exp.recipe.describe(), "settings": exp.settings,
-        "labels_per_class": exp.labels_per_class,
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), **extra,
-    }
-
-
-def results_root() -> Path:
-    """``$AAE_RESULTS_DIR``, else ``book/results`` (run from the repository's root)."""
-    return Path(os.environ.get("AAE_RESULTS_DIR") or "book/results")
-
-
-def record_path(name: str, scale: str, root: Path | None = None) -> Path:
-    return (root or results_root()) / scale / f"{name}.json"
-
-
 def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, seeds: tuple[int, ...] | None = None,
         hidden: tuple[int, ...] | None = None, device: torch.device | str | None = None, precision: str = "auto",
         checkpoint_every: float = CHECKPOINT_EVERY_S, splits: kinds.Splits | None = None, progress: bool = True,
         write: bool = True, root: Path | None = None) -> dict:
     """Train every seed of ``exp`` at ``scale`` (overrides: ``epochs``, ``seeds``, ``hidden``) and write its record
-    to :func:`record_path` (under ``root``, default :func:`results_root`); returns the record."""
+    to :func:`aae_tutorial.results.record_path` (under ``root``, default the results folder); returns the record."""
     sc = exp.scale(scale)
     epochs = sc.epochs if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -150,12 +112,10 @@ def run(exp: Experiment, scale: str = "quick", *, epochs: int | None = None, see
     splits = splits or kinds.Splits.of(load_mnist(device))
     results = [train_seed(exp, scale, s, splits, epochs=epochs, hidden=hidden, device=device, precision=precision,
                           checkpoint_every=checkpoint_every, progress=progress) for s in (seeds or sc.seeds)]
-    rec = record(exp, scale, results, hidden=hidden, epochs_planned=epochs, device=describe_device(device),
-                 precision=precision)
+    rec = records.of_seeds(exp, scale, results, hidden=hidden, epochs_planned=epochs,
+                           device=describe_device(device), precision=precision)
     if write:
-        path = record_path(exp.name, scale, root)
-        with folder_lock(path.parent):
-            write_json(path, rec)
+        path = records.write(rec, scale, root)
         print(f"{exp.name} ({scale}, width {hidden[0]}, {rec['epochs']} epochs, {precision}, {rec['device']}): "
               f"{rec['value']} ({exp.metric}), epoch{'s' if len(results) > 1 else ''} "
               f"{', '.join(map(str, rec['selected_epochs']))} picked on validation; wrote {path}")
@@ -217,15 +177,12 @@ def sweep(exp: Experiment, field: str, values: list[float], scale: str = "quick"
            "seed": sc.seeds[0], "precision": engine.precision_for(scale, device), "rows": rows,
            "chosen_on": "the validation images (the last 10,000 training images)",
            "metric": f"validation: {exp.metric.replace('test ', '')}", "recipe": exp.recipe.name,
-           "device": describe_device(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+           "device": describe_device(device), "torch": torch.__version__, "code_version": records.code_version(),
+           "date": time.strftime("%Y-%m-%d")}
     if not write:
         return merge_sweeps(None, rec, best)
-    path = record_path(rec["experiment"], scale)
-    with folder_lock(path.parent):
-        earlier = read_json(path, lambda v: isinstance(v, dict) and isinstance(v.get("rows"), list),
-                            "the search's record")
-        rec = merge_sweeps(earlier, rec, best)
-        write_json(path, rec)
+    path = records.write(rec, scale, merge=lambda earlier: merge_sweeps(earlier, rec, best))
+    rec = records.load(path)
     chosen = next(row for row in rec["rows"] if row[field] == rec["chosen"])
     print(f"{exp.name}: {field} {rec['chosen']:g} is best on validation ({chosen['valid_best']}) of "
           f"{len(rec['rows'])} tried; wrote {path}")
@@ -261,7 +218,7 @@ def listing() -> str:
         rows.append((e.name, e.chapter[:2], e.kind + ("" if e.kind in kinds.KINDS else " (its chapter)"),
                      e.recipe.name, *(f"{s.hidden[0]} × {s.epochs} ep × {len(s.seeds)} seed = {s.model_epochs}"
                                       for s in (e.quick, e.full)),
-                     " ".join(sc for sc in MODES if record_path(e.name, sc).is_file()) or "-"))
+                     " ".join(sc for sc in MODES if records.record_path(e.name, sc).is_file()) or "-"))
     total = [sum(e.scale(sc).model_epochs for e in experiments.CATALOGUE.values()) for sc in MODES]
     return tables.markdown(["experiment", "ch.", "kind (trained by)", "recipe", "quick: width × epochs × seeds",
                             "full: width × epochs × seeds", "records by this command"], rows,

@@ -58,3 +58,12 @@ def test_one_road_writes_checkpoints():
     assert [m for m in modules if calls(m, "torch", "save")] == ["checkpoints"]
     writers = {m: lines for m in modules if (lines := calls(m, "checkpoints", "save"))}
     assert list(writers) == ["train"] and len(writers["train"]) == 1, writers
+
+
+def test_one_module_writes_the_experiment_records():
+    """Every experiment record, the chapters' and the run command's, is written by :mod:`aae_tutorial.results`; the
+    other JSON files (the course's times, the GPU check and a loan's report) are the course's own."""
+    modules = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    writers = [m for m in modules if "write_json(" in (PACKAGE / f"{m}.py").read_text()]
+    assert writers == ["full_course", "gpu_check", "results"], writers
+    assert not calls("run", "records", "write_json") and "write_json" not in (PACKAGE / "run.py").read_text()

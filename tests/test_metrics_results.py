@@ -1,9 +1,11 @@
 import json
 import math
+import re
 
 import pytest
 import torch
 
+import aae_tutorial
 from aae_tutorial import bench, categorical, data, engine, files, history, metrics, recipes, results, tables, train
 from aae_tutorial.categorical import CategoricalAAE
 
@@ -115,6 +117,7 @@ def test_record_carries_every_seeds_provenance(results_dir):
     assert saved["wall_times_s"] == [10.0, 12.5] and saved["wall_time_s"] == 22.5 and saved["selected_epochs"] == [3, 2]
     assert saved["paper"] == 1.9 and saved["paper_std"] == 0.1 and saved["mode"] == "full"
     assert saved["recipe"] == "course" and saved["recipe_settings"]["optimiser"] == "adam"
+    assert saved["code_version"] == results.code_version()
     assert not list(results_dir.glob("*.tmp"))
 
 
@@ -450,3 +453,12 @@ def test_a_headline_row_whose_file_is_not_a_record_names_the_file_and_the_remedy
     with pytest.raises(results.ResultsFileError, match=r"x.json is not an experiment record \(it has no "
                                                        "experiment, metric, mode, value\\): move it out"):
         results.headline_table({"x": "the x experiment"}, folder=results_dir)
+
+
+def test_every_record_says_what_code_made_it(monkeypatch):
+    version = results.code_version()
+    assert re.fullmatch(r"[0-9a-f]{10}\+?", version), version  # this checkout's commit, "+" if files changed
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(results.subprocess, "run", no_git)
+    assert results.code_version() == f"aae_tutorial {aae_tutorial.__version__}"  # an installed package

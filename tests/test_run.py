@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aae_tutorial import engine, experiments, gpu_check, kinds, run
+from aae_tutorial import engine, experiments, gpu_check, kinds, results, run
 from aae_tutorial.experiments import Scale
 
 TINY = Scale((16, 16), 2)
@@ -118,15 +118,15 @@ def test_a_checkpoint_of_the_earlier_run_format_is_named_and_never_read(cache, c
 def test_records_of_each_scale_sit_side_by_side_and_say_what_ran(cache):
     exp, splits = tiny("semisupervised_1000_labels"), fake_splits()
     rec, _ = final_state(exp, splits, 2)
-    path = run.record_path(exp.name, "quick")
+    path = results.record_path(exp.name, "quick")
     assert path == cache / "results" / "quick" / "semisupervised_1000_labels.json"
     saved = json.loads(path.read_text())
     assert saved == json.loads(json.dumps(rec))
     for field in ("scale", "hidden", "epochs", "epochs_planned", "device", "precision", "wall_time_s",
-                  "valid_curves", "selected_epochs", "recipe", "seeds"):
+                  "valid_curves", "selected_epochs", "recipe", "seeds", "code_version"):
         assert field in rec, field
     assert rec["hidden"] == [16, 16] and rec["precision"] == "fp32" and len(rec["valid_curves"][0]) == 2
-    assert not run.record_path(exp.name, "full").exists()
+    assert not results.record_path(exp.name, "full").exists()
 
 
 def test_precision_is_bf16_only_at_full_scale_on_native_bf16(monkeypatch):
@@ -166,7 +166,7 @@ def test_a_sweep_picks_on_validation_and_records_every_value(cache):
     assert [r["adv_lr"] for r in rec["rows"]] == [1e-4, 4e-3]
     assert rec["chosen"] == max(rec["rows"], key=lambda r: r["valid_best"])["adv_lr"]  # higher is better here
     assert "test" not in json.dumps(rec["rows"]) and rec["chosen_on"].startswith("the validation images")
-    assert run.record_path("label_prior_mixture-10k-labels_adv_lr_sweep", "quick").is_file()
+    assert results.record_path("label_prior_mixture-10k-labels_adv_lr_sweep", "quick").is_file()
     with pytest.raises(ValueError, match="sweep a numeric recipe field"):
         run.sweep(exp, "optimiser", [1.0], splits=fake_splits(), device="cpu")
     clusters = run.sweep(tiny("clustering_k16"), "balance", [0.0, 1.0], epochs=1, device="cpu", splits=fake_splits(),
@@ -193,7 +193,7 @@ def test_a_later_sweep_adds_to_the_record_and_the_choice_is_made_again_over_ever
     assert [r["adv_lr"] for r in later["rows"]] == [2e-4, 5e-4, 1e-3] and later["precision"] == "fp32"
     assert later["rows"][1] == first["rows"][0]  # the earlier row, kept as it was
     assert later["chosen"] == min(later["rows"], key=lambda r: r["valid_best"])["adv_lr"]
-    assert json.loads(run.record_path(later["experiment"], "quick").read_text())["rows"] == later["rows"]
+    assert json.loads(results.record_path(later["experiment"], "quick").read_text())["rows"] == later["rows"]
     other = run.sweep(exp, "adv_lr", [5e-4], epochs=2, device="cpu", splits=fake_splits(), progress=False)
     assert [r["adv_lr"] for r in other["rows"]] == [5e-4]  # another length does not compare: replaced
     bad = dict(later["rows"][0], valid_best=-1.0)  # a row the merge must choose: lowest error
