@@ -47,6 +47,7 @@ class Run:
     ensemble: int = 1
     recipe: Recipe | None = None  # the model's training recipe, where it has one
     selected_epoch: int | None = None  # the epoch (1-based) validation picked, where the run picked one
+    precision: str = "fp32"  # what its steps computed in: fp32, or bf16 under autocast
 
     def describe(self) -> str:
         how = f"{self.epochs} epochs, {self.wall_time_s:.1f} s, {self.mode} mode, {self.device}"

@@ -142,14 +142,42 @@ def record_of(exp, values: Sequence[float], *, seeds: Sequence[int], runs: Seque
                   **extra)
 
 
+#: The fields of every experiment record, whichever road made it (a chapter's :func:`record`, the run command's
+#: :func:`of_seeds`); ``selected_epochs`` and ``code_version`` are ``None`` in records converted from before they
+#: were kept (:func:`convert`).
+SCHEMA = ("experiment", "metric", "value", "std", "values", "seeds", "mode", "device", "precision", "epochs",
+          "selected_epochs", "wall_time_s", "wall_times_s", "paper", "paper_std", "recipe", "recipe_settings", "torch",
+          "code_version", "date")
+
+
+def _core(experiment: str, metric: str, values: Sequence[float], seeds: Sequence[int], *, mode: str, device: str,
+          precision: str, epochs: int, selected_epochs: Sequence[int], wall_times_s: Sequence[float],
+          paper: float | None, paper_std: float | None, recipe: Recipe) -> dict:
+    """The :data:`SCHEMA` fields of a record: the mean and sample std over seeds, and the runs' provenance."""
+    return {
+        "experiment": experiment, "metric": metric,
+        "value": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+        "values": [round(v, 4) for v in values], "seeds": list(seeds),
+        "mode": mode, "device": device, "precision": precision, "epochs": epochs,
+        "selected_epochs": list(selected_epochs),
+        "wall_time_s": round(sum(wall_times_s), 1), "wall_times_s": [round(w, 1) for w in wall_times_s],
+        "paper": paper, "paper_std": paper_std, "recipe": recipe.name, "recipe_settings": recipe.describe(),
+        "torch": torch.__version__, "code_version": code_version(), "date": time.strftime("%Y-%m-%d"),
+    }
+
+
 def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run],
-           recipe: Recipe | None = None, paper: float | None = None, paper_std: float | None = None, **extra) -> dict:
+           recipe: Recipe | None = None, paper: float | None = None, paper_std: float | None = None,
+           selected_epochs: Sequence[int] | None = None, **extra) -> dict:
     """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.
 
     ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
     and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models behind
     the values (:mod:`aae_tutorial.recipes`), by default the one the runs carry: its name and settings are recorded.
-    ``extra`` adds fields of the experiment's own (e.g. the selected epochs); it cannot replace a standard field. A ``quick`` run never replaces a ``full`` record.
+    ``selected_epochs`` (1-based, one per seed) are the epochs whose weights gave the values, by default the ones the
+    runs picked on validation, or their last. ``extra`` adds fields of the experiment's own; it cannot replace a
+    :data:`SCHEMA` field. A ``quick`` run never replaces a ``full`` record.
     """
     check_name(experiment, "an experiment name")
     if experiment.startswith(RESERVED):
@@ -159,7 +187,7 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     if not values or len(values) != len(seeds) or len(runs) != len(seeds):
         raise ValueError(f"need one value and one run per seed, got {len(values)} values and {len(runs)} runs "
                          f"for seeds {list(seeds)}")
-    for field in ("mode", "device", "epochs"):
+    for field in ("mode", "device", "epochs", "precision"):
         if len({getattr(r, field) for r in runs}) != 1:
             raise ValueError(f"the runs behind one record must share their {field}: {[getattr(r, field) for r in runs]}")
     mode = runs[0].mode
@@ -174,18 +202,13 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
         raise TypeError(f"recipe must be an aae_tutorial.recipes.Recipe, got {type(recipe).__name__}")
     if paper is not None:
         _finite([paper] + ([paper_std] if paper_std is not None else []), "the paper's value")
-    rec = {
-        "experiment": experiment, "metric": metric,
-        "value": round(statistics.fmean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-        "values": [round(v, 4) for v in values], "seeds": list(seeds),
-        "mode": mode, "device": runs[0].device, "epochs": runs[0].epochs,
-        "wall_time_s": round(sum(r.wall_time_s for r in runs), 1),
-        "wall_times_s": [round(r.wall_time_s, 1) for r in runs],
-        "paper": paper, "paper_std": paper_std,
-        "recipe": recipe.name, "recipe_settings": recipe.describe(),
-        "torch": torch.__version__, "code_version": code_version(), "date": time.strftime("%Y-%m-%d"),
-    }
+    if selected_epochs is None:
+        selected_epochs = [r.selected_epoch or r.epochs for r in runs]
+    if len(selected_epochs) != len(runs):
+        raise ValueError(f"need one selected epoch per seed, got {list(selected_epochs)} for seeds {list(seeds)}")
+    rec = _core(experiment, metric, values, seeds, mode=mode, device=runs[0].device, precision=runs[0].precision,
+                epochs=runs[0].epochs, selected_epochs=selected_epochs, wall_times_s=[r.wall_time_s for r in runs],
+                paper=paper, paper_std=paper_std, recipe=recipe)
     if shadowed := sorted(set(extra) & set(rec)):
         raise ValueError(f"extra fields may not replace standard ones: {shadowed}")
     for field, value in extra.items():
@@ -212,33 +235,38 @@ def of_seeds(exp, scale: str, results: Sequence, *, hidden: tuple[int, ...], epo
     (``results``: :class:`aae_tutorial.run.SeedResult`) and their provenance."""
     values = [r.test["value"] for r in results]
     extra = {k: [r.test[k] for r in results] for k in results[0].test if k != "value"}
-    return {
-        "experiment": exp.name, "title": exp.title, "metric": exp.metric,
-        "value": round(statistics.fmean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-        "values": [round(v, 4) for v in values], "seeds": [r.seed for r in results],
-        "mode": scale, "scale": scale, "hidden": list(hidden), "epochs": min(r.epochs for r in results),
-        "epochs_planned": epochs_planned, "selected_epochs": [r.selected_epoch for r in results],
-        "selected_on": "validation images (the last 10,000 training images)",
-        "valid_curves": [[round(v, 4) for v in r.history.metrics["valid"]] for r in results],
-        "device": device, "precision": precision, "threads": torch.get_num_threads(),
-        "wall_time_s": round(sum(r.wall_time_s for r in results), 1),
-        "wall_times_s": [round(r.wall_time_s, 1) for r in results],
-        "paper": exp.paper, "paper_std": exp.paper_std,
-        "recipe": exp.recipe.name, "recipe_settings": exp.recipe.describe(), "settings": exp.settings,
-        "labels_per_class": exp.labels_per_class,
-        "torch": torch.__version__, "code_version": code_version(), "date": time.strftime("%Y-%m-%d"),
-        **extra,
-    }
+    rec = _core(exp.name, exp.metric, values, [r.seed for r in results], mode=scale, device=device,
+                precision=precision, epochs=min(r.epochs for r in results),
+                selected_epochs=[r.selected_epoch for r in results], wall_times_s=[r.wall_time_s for r in results],
+                paper=exp.paper, paper_std=exp.paper_std, recipe=exp.recipe)
+    return {**rec, "title": exp.title, "scale": scale, "hidden": list(hidden), "epochs_planned": epochs_planned,
+            "selected_on": "validation images (the last 10,000 training images)",
+            "valid_curves": [[round(v, 4) for v in r.history.metrics["valid"]] for r in results],
+            "threads": torch.get_num_threads(), "settings": exp.settings, "labels_per_class": exp.labels_per_class,
+            **extra}
 
 
-def results_root() -> Path:
-    """``$AAE_RESULTS_DIR``, else ``book/results`` (run from the repository's root)."""
-    return Path(os.environ.get("AAE_RESULTS_DIR") or "book/results")
+#: What :func:`convert` fills in where a record from before :data:`SCHEMA` lacks a field: no chapter trained under
+#: autocast before ``train.fit`` took a precision (and the run command's records always named theirs); which epoch
+#: gave the value, and the code, were not recorded.
+CONVERTED = {"precision": "fp32", "selected_epochs": None, "code_version": None}
 
 
-def record_path(name: str, scale: str, root: Path | None = None) -> Path:
-    return (root or results_root()) / scale / f"{name}.json"
+def convert(path: Path) -> bool:
+    """Bring the experiment record at ``path`` to :data:`SCHEMA`, in its order, filling only what :data:`CONVERTED`
+    names; every value it had stays as it was. Returns whether the file changed (a search's record, with ``rows``,
+    is left alone)."""
+    rec = load(path)
+    if "rows" in rec or not RECORD_FIELDS <= set(rec):
+        return False
+    if missing := sorted(set(SCHEMA) - set(rec) - set(CONVERTED)):
+        raise ResultsFileError(f"{path} lacks {', '.join(missing)}, which a conversion cannot know: run its "
+                               "experiment again")
+    new = {k: rec.get(k, CONVERTED.get(k)) for k in SCHEMA} | {k: v for k, v in rec.items() if k not in SCHEMA}
+    if list(new.items()) == list(rec.items()):
+        return False
+    write_json(path, new)
+    return True
 
 
 def write(rec: dict, scale: str, root: Path | None = None, merge=None) -> Path:

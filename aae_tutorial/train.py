@@ -11,6 +11,7 @@ device: a minibatch is an index tensor, and losses are summed on the device and 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -318,6 +319,8 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
     progress = progress or ("off" if os.environ.get("AAE_PROGRESS") == "0" else "bar")
     if progress not in PROGRESS:
         raise ValueError(f"progress must be one of {PROGRESS}, got {progress!r}")
+    if precision not in (None, torch.bfloat16):
+        raise ValueError(f"precision must be None (fp32) or torch.bfloat16, got {precision!r}")
     config = {**(config or {}), "batch_size": batch_size, **({"precision": str(precision)} if precision else {})}
     _check_priors(name, model, device)
     path, key = _checkpoint(name, model, step, data, config, mode)  # not the epochs: a longer run trains on
@@ -366,7 +369,7 @@ def fit(name: str, model: nn.Module, step: Step, data: Tensor | Sequence[Tensor]
             model.load_state_dict(select.weights)
         set_random_state(state)
     model.eval()
-    return _finish(run)
+    return _finish(dataclasses.replace(run, precision="bf16" if precision == torch.bfloat16 else "fp32"))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import aae_tutorial
-from aae_tutorial import bench, categorical, data, engine, files, history, metrics, recipes, results, tables, train
+from aae_tutorial import (bench, categorical, data, engine, experiments, files, history, metrics, recipes, results,
+                          tables, train)
 from aae_tutorial.categorical import CategoricalAAE
 
 
@@ -462,3 +463,40 @@ def test_every_record_says_what_code_made_it(monkeypatch):
         raise FileNotFoundError("git")
     monkeypatch.setattr(results.subprocess, "run", no_git)
     assert results.code_version() == f"aae_tutorial {aae_tutorial.__version__}"  # an installed package
+
+
+def test_both_roads_write_one_schema(results_dir):
+    from types import SimpleNamespace
+
+    chapter = results.record("x", "m", [2.0], recipe=recipes.COURSE, seeds=[0], runs=[run()])
+    assert list(chapter)[:len(results.SCHEMA)] == list(results.SCHEMA) and chapter["selected_epochs"] == [3]
+    assert chapter["precision"] == "fp32"
+    seed = SimpleNamespace(seed=0, test={"value": 2.0}, epochs=3, selected_epoch=2, wall_time_s=5.0,
+                           history=train.History(3, {}, {"valid": [3.0, 2.0, 2.5]}))
+    command = results.of_seeds(experiments.get("semisupervised_100_labels"), "quick", [seed], hidden=(16, 16),
+                               epochs_planned=3, device="cpu", precision="fp32")
+    assert list(command)[:len(results.SCHEMA)] == list(results.SCHEMA) and command["selected_epochs"] == [2]
+
+
+def test_every_committed_record_has_the_schema():
+    recs = [p for p in results.BOOK_RESULTS.rglob("*.json") if not p.stem.startswith(results.RESERVED)]
+    experiment_records = [r for r in map(results.load, recs) if "rows" not in r]
+    assert len(experiment_records) > 30
+    for rec in experiment_records:
+        assert list(rec)[:len(results.SCHEMA)] == list(results.SCHEMA), rec["experiment"]
+
+
+def test_an_old_record_is_converted_not_retyped(tmp_path):
+    old = {"experiment": "x", "metric": "m", "value": 3.0, "std": None, "values": [3.0], "seeds": [0], "mode": "quick",
+           "device": "cpu", "epochs": 3, "wall_time_s": 9.0, "wall_times_s": [9.0], "paper": None, "paper_std": None,
+           "recipe": "course", "recipe_settings": {}, "torch": "2.4.1", "date": "2026-12-01", "batch_norm": True}
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(old))
+    assert results.convert(path) and not results.convert(path)  # once: then it has the schema
+    new = json.loads(path.read_text())
+    assert {k: new[k] for k in old} == old and list(new)[:len(results.SCHEMA)] == list(results.SCHEMA)
+    assert (new["precision"], new["selected_epochs"], new["code_version"]) == ("fp32", None, None)
+    del old["device"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(results.ResultsFileError, match="lacks device, which a conversion cannot know"):
+        results.convert(path)
