@@ -11,7 +11,7 @@ METHOD = ("nets", "priors", "steps", "metrics", "recipes", "aae", "vae", "condit
 #: What every layer may use: argument checks, Markdown tables, atomic files, the data.
 SHARED = ("checks", "tables", "files", "data")
 #: Training, checkpoints and records: what the method must not import.
-ABOVE = ("train", "checkpoints", "history", "results", "run", "engine", "kinds", "experiments", "course",
+ABOVE = ("train", "checkpoints", "history", "results", "run", "__main__", "engine", "kinds", "experiments", "course",
          "full_course", "gpu_check", "bench", "plan", "trials", "widgets", "plots", "figures")
 
 
