@@ -30,19 +30,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import categorical, engine, experiments, kinds, nets, plan, priors, recipes, steps, tables
+from . import categorical, engine, experiments, kinds, nets, plan, recipes, steps, tables
 from . import run as runner
-from .aae import AAE
-from .categorical import CategoricalAAE
-from .conditional import LabelConditionedAAE, SupervisedAAE
 from .data import LabelledSet, load_mnist
 from .experiments import get
 from .files import check_writable
-from .kinds import gaussian_prior, prior_named
-from .judge import DigitClassifier
+from .kinds import build_model, prior_named
 from .train import describe_device
 from .results import write_json
-from .vae import VAE
 
 #: Steps per run compared, and steps timed; the largest relative difference allowed between graphed and eager.
 STEPS, TIMED_STEPS, TOLERANCE = 12, 50, 1e-3
@@ -87,51 +82,39 @@ def _images(model: nn.Module, data: Inputs, _: LabelledSet) -> engine.Step:
     return lambda idx: model.train_step(data.x[idx])
 
 
-def _categorical(name: str) -> Build:
-    """The categorical AAE of the catalogue's experiment ``name``, at the width asked for."""
-    exp = get(name)
-    return lambda h, d: CategoricalAAE(hidden=h, recipe=exp.recipe, **{"n_classes": 10, **exp.settings})
+def _built(name: str) -> Build:
+    """The model of the catalogue's experiment ``name`` (:func:`aae_tutorial.kinds.build_model`), at the width asked
+    for."""
+    return lambda h, d: build_model(get(name), h, d)
 
-
-def _prior_aae(cls: type, name: str, prior: Callable[[torch.device], priors.Prior]) -> Build:
-    """An AAE, VAE or label-conditioned AAE with the recipe of the catalogue's experiment ``name``."""
-    return lambda h, d: cls(prior(d), h, get(name).recipe)
-
-
-def _prior(name: str) -> Callable[[torch.device], priors.Prior]:
-    """Chapter 3's prior ``name`` (:func:`aae_tutorial.kinds.prior_named`), on the device asked for."""
-    return lambda device: prior_named(name, device)
 
 #: Every kind of step the chapters train: (chapters, model builder, step builder), each model with the recipe and
 #: settings of an experiment of the catalogue (:mod:`aae_tutorial.experiments`). The plan refers to these names.
 CASES: dict[str, tuple[str, Build, MakeStep]] = {
     "autoencoder": ("1", lambda h, d: AutoencoderPair(h, get("autoencoder_bce").settings["loss"]), _images),
-    "vae": ("2, 3", _prior_aae(VAE, "prior_match_gaussian_vae", _prior("gaussian")), _images),
-    "vae-mixture": ("3", _prior_aae(VAE, "prior_match_mixture_vae", _prior("mixture")), _images),
-    "aae": ("3", lambda h, d: AAE(gaussian_prior(get("parzen_loglik"), d), h, get("parzen_loglik").recipe), _images),
-    "aae-reseeded": ("3", _prior_aae(AAE, "prior_match_gaussian_aae", _prior("gaussian")), _images),
-    "aae-paper-recipe": ("3", _prior_aae(AAE, "prior_match_gaussian_aae_paper_recipe", _prior("gaussian")),
-                         _images),
-    "aae-mixture": ("3", _prior_aae(AAE, "prior_match_mixture_aae", _prior("mixture")), _images),
-    "aae-swiss-roll": ("3", _prior_aae(AAE, "prior_match_swiss-roll_aae", _prior("swiss-roll")),
-                       _images),
-    "label-conditioned": ("4", _prior_aae(LabelConditionedAAE, "label_prior_mixture-10k-labels", _prior("mixture")),
+    "vae": ("2, 3", _built("prior_match_gaussian_vae"), _images),
+    "vae-mixture": ("3", _built("prior_match_mixture_vae"), _images),
+    "aae": ("3", _built("parzen_loglik"), _images),
+    "aae-reseeded": ("3", _built("prior_match_gaussian_aae"), _images),
+    "aae-paper-recipe": ("3", _built("prior_match_gaussian_aae_paper_recipe"), _images),
+    "aae-mixture": ("3", _built("prior_match_mixture_aae"), _images),
+    "aae-swiss-roll": ("3", _built("prior_match_swiss-roll_aae"), _images),
+    "label-conditioned": ("4", _built("label_prior_mixture-10k-labels"),
                           lambda m, data, _: lambda idx: m.train_step(data.x[idx], labels=data.partly[idx])),
-    "supervised": ("5", lambda h, d: SupervisedAAE(gaussian_prior(get("content_follows_label_05_supervised"), d), h,
-                                                   recipe=get("content_follows_label_05_supervised").recipe),
+    "supervised": ("5", _built("content_follows_label_05_supervised"),
                    lambda m, data, _: lambda idx: m.train_step(data.x[idx], classes=data.y[idx])),
-    "judge": ("5, 6", lambda h, d: DigitClassifier(get("digit_judge").full.hidden),
+    "judge": ("5, 6", lambda h, d: build_model(get("digit_judge"), get("digit_judge").full.hidden, d),
               lambda m, data, _: lambda idx: m.train_step(data.x[idx], data.y[idx])),
-    "semi-supervised": ("6", _categorical("semisupervised_100_labels"),
+    "semi-supervised": ("6", _built("semisupervised_100_labels"),
                         lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
-    "semi-supervised-paper-recipe": ("6", _categorical("semisupervised_100_labels_paper_recipe"),
+    "semi-supervised-paper-recipe": ("6", _built("semisupervised_100_labels_paper_recipe"),
                                      lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
-    "labels-only": ("6", _categorical("semisupervised_100_labels_labels_only"),
+    "labels-only": ("6", _built("semisupervised_100_labels_labels_only"),
                     lambda m, data, s: categorical.labels_only_step(m, s)),
-    "clustering": ("7", _categorical("clustering_k16"), _images),
-    "clustering-paper-recipe": ("7", _categorical("clustering_k16_paper_recipe"), _images),
-    "cluster-heads": ("8", _categorical("dimred_2d_unsupervised"), _images),
-    "cluster-heads-labelled": ("8", _categorical("dimred_2d_100_labels"),
+    "clustering": ("7", _built("clustering_k16"), _images),
+    "clustering-paper-recipe": ("7", _built("clustering_k16_paper_recipe"), _images),
+    "cluster-heads": ("8", _built("dimred_2d_unsupervised"), _images),
+    "cluster-heads-labelled": ("8", _built("dimred_2d_100_labels"),
                                lambda m, data, s: categorical.semisupervised_step(m, data.x, s)),
 }
 

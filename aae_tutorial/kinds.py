@@ -15,12 +15,11 @@ from torch import Tensor, nn
 from . import categorical, metrics, priors
 from .aae import AAE
 from .categorical import CategoricalAAE
-from .conditional import LabelConditionedAAE
+from .conditional import LabelConditionedAAE, SupervisedAAE
 from .data import MNIST, LabelledSet, balanced_subset
-from .experiments import Experiment, get
+from .experiments import Experiment, RunMode, get
 from .history import Run
 from .judge import DigitClassifier
-from .experiments import RunMode
 from .train import fit
 from .vae import VAE
 
@@ -64,9 +63,32 @@ class Trainee:
     score: Callable[[], dict]
 
 
+def build_model(exp: Experiment, hidden: tuple[int, ...], device: torch.device | str) -> nn.Module:
+    """The model of ``exp`` at width ``hidden`` on ``device``, as its kind, settings and recipe say: the one builder
+    of the run command's runs and of the GPU check's cases. (Chapter 1's autoencoder and chapter 2's 2-D VAE are
+    written in their chapters.)"""
+    tuple_hidden = tuple(hidden)
+    if exp.kind in ("semisupervised", "labels_only", "clustering", "dimred"):  # sections 5-7: one categorical AAE
+        built = CategoricalAAE(hidden=tuple_hidden, recipe=exp.recipe, **{"n_classes": 10, **exp.settings})
+    elif exp.kind == "parzen":
+        built = AAE(gaussian_prior(exp, device), tuple_hidden, exp.recipe)
+    elif exp.kind == "prior_match":
+        built = (VAE if exp.settings["model"] == "vae" else AAE)(prior_named(exp.settings["prior"], device),
+                                                                 tuple_hidden, exp.recipe)
+    elif exp.kind == "label_prior":
+        built = LabelConditionedAAE(prior_named(exp.settings["prior"], device), tuple_hidden, exp.recipe)
+    elif exp.kind == "supervised":
+        built = SupervisedAAE(gaussian_prior(exp, device), tuple_hidden, recipe=exp.recipe)
+    elif exp.kind == "judge":
+        built = DigitClassifier(tuple_hidden)
+    else:
+        raise NotImplementedError(f"{exp.name} ({exp.kind}): its model is written in book/{exp.chapter}.ipynb")
+    return built.to(device)
+
+
 def _classifier(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) -> Trainee:
     """Section 5: the semi-supervised AAE, or its labels-only baseline; category i is digit i."""
-    model = CategoricalAAE(10, hidden=hidden, recipe=exp.recipe, **exp.settings).to(s.x_train.device)
+    model = build_model(exp, hidden, s.x_train.device)
     labelled = LabelledSet.balanced(s.x_train, s.y_train, exp.labels_per_class, seed)
     if exp.kind == "labels_only":
         step = categorical.labels_only_step(model, labelled)
@@ -80,7 +102,7 @@ def _classifier(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) 
 def _clusters(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) -> Trainee:
     """Section 6: unsupervised clustering, scored by the paper's rule. For picking the epoch, the first half of the
     validation images names the clusters and the second half is scored; the test score names them with all 10,000."""
-    model = CategoricalAAE(hidden=hidden, recipe=exp.recipe, **exp.settings).to(s.x_train.device)
+    model = build_model(exp, hidden, s.x_train.device)
     half = len(s.x_valid) // 2
     naming, held = (s.x_valid[:half], s.y_valid[:half]), (s.x_valid[half:], s.y_valid[half:])
 
@@ -104,7 +126,7 @@ def _parzen(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits) -> T
     Per epoch: 5,000 samples, σ chosen on the first half of the validation images, the second half scored. Test:
     10,000 samples, σ chosen on all validation images."""
     device = s.x_train.device
-    model = AAE(gaussian_prior(exp, device), hidden, exp.recipe).to(device)
+    model = build_model(exp, hidden, device)
     half = len(s.x_valid) // 2
 
     def validate() -> dict[str, float]:
@@ -149,9 +171,8 @@ def _prior_match(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits)
     2,000 validation images pick the epoch, 2,000 test images are scored."""
     device = s.x_train.device
     x = s.training_images(exp.trains_on)
-    prior = prior_named(exp.settings["prior"], device)
-    is_vae = exp.settings["model"] == "vae"
-    model = (VAE if is_vae else AAE)(prior, hidden, exp.recipe).to(device)
+    model = build_model(exp, hidden, device)
+    prior, is_vae = model.prior, exp.settings["model"] == "vae"
 
     def mmd(x: Tensor) -> float:
         with torch.random.fork_rng(devices=[]):
@@ -167,11 +188,11 @@ def _label_prior(exp: Experiment, hidden: tuple[int, ...], seed: int, s: Splits)
     """Section 2.3: a label-conditioned AAE on a mixture prior. The images outside the labelled subset carry the
     extra "no label" class; the score is the share (%) of codes whose most likely component is their own digit's."""
     device = s.x_train.device
-    prior = prior_named(exp.settings["prior"], device)
+    model = build_model(exp, hidden, device)
+    prior = model.prior
     if not hasattr(prior, "assign"):
         raise NotImplementedError(f"{exp.name}: only the mixture has components to score codes against; the swiss "
                                   "roll is shown by its chapter's figures")
-    model = LabelConditionedAAE(prior, hidden, exp.recipe).to(device)
     y = s.y_train.clone()
     if exp.labels_per_class is not None:
         keep = balanced_subset(s.y_train, exp.labels_per_class, seed).to(device)
@@ -206,7 +227,7 @@ def digit_judge(mnist: MNIST, mode: RunMode, device: torch.device | str) -> tupl
     (x_tr, y_tr), _ = mnist.split()
     hidden, epochs, _ = get("digit_judge").scale(mode.name)
     torch.manual_seed(0)
-    judge = DigitClassifier(hidden).to(device)
+    judge = build_model(get("digit_judge"), hidden, device)
     run = fit("digit-judge", judge, lambda idx: judge.train_step(x_tr[idx], y_tr[idx]), (x_tr, y_tr), epochs, mode,
               device)
     return judge, run, metrics.error_rate(judge.predict(mnist.x_test), mnist.y_test)

@@ -67,3 +67,17 @@ def test_one_module_writes_the_experiment_records():
     writers = [m for m in modules if "write_json(" in (PACKAGE / f"{m}.py").read_text()]
     assert writers == ["full_course", "gpu_check", "results"], writers
     assert not calls("run", "records", "write_json") and "write_json" not in (PACKAGE / "run.py").read_text()
+
+
+MODELS = {"CategoricalAAE", "AAE", "VAE", "LabelConditionedAAE", "SupervisedAAE", "DigitClassifier"}
+
+
+def test_the_catalogues_models_are_built_in_one_place():
+    """The run command's runs and the GPU check's cases build an experiment's model with
+    :func:`aae_tutorial.kinds.build_model`; no command writes a model's constructor call again."""
+    for module in ("kinds", "gpu_check", "run", "plan", "full_course"):
+        tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+        made = {id(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) in MODELS}
+        allowed = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "build_model"
+                   for n in ast.walk(f)} if module == "kinds" else set()
+        assert made <= allowed, module
