@@ -28,7 +28,11 @@ def test_reconstruction_losses():
     assert steps.reconstruction_loss(logits, x, "bce") > 0
     # BCE summed over pixels, averaged over the batch: an all-0.5 prediction costs 784 log 2 per image
     assert steps.reconstruction_loss(torch.zeros(4, 784), torch.ones(4, 784)).item() == pytest.approx(784 * math.log(2))
-    with pytest.raises(ValueError, match="'bce' or 'mse'"):
+    # the per-pixel mean is the summed cost / 784: an all-0.5 prediction of white images costs 0.25 either way per pixel
+    half, white = torch.zeros(4, 784), torch.ones(4, 784)
+    assert steps.reconstruction_loss(half, white, "mse-mean").item() == pytest.approx(0.25)
+    assert steps.reconstruction_loss(half, white, "mse").item() == pytest.approx(784 * 0.25)
+    with pytest.raises(ValueError, match="'bce', 'mse' or 'mse-mean'"):
         steps.reconstruction_loss(logits, x, "l1")
 
 
