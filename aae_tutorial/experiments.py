@@ -144,7 +144,8 @@ def _semisupervised(labels: str, per_class: int | None, paper: tuple[float, floa
 #: Chapter 6's classifier: a 10-D style code, the paper's as its transcription gives it (``style_dim: 10``, via
 #: :data:`aae_tutorial.recipes.REPRODUCTION`), and batch norm.
 SEMI = {"z_dim": 10, "batch_norm": True}
-#: Chapter 6's variant with a 4-D style: too little room for the digit, so the decoder reads it from the label.
+#: Chapter 6's variant with a 4-D style (the course's setting until 2026-12-07, with :data:`COURSE`): too little room
+#: for the digit, so the decoder reads it from the label.
 STYLE4 = {"z_dim": 4, "batch_norm": True}
 
 #: Chapter 7's settings for clustering (and chapter 8's unsupervised map): departures measured in chapter 7.
@@ -215,7 +216,9 @@ CATALOGUE: dict[str, Experiment] = {e.name: e for e in [
                     settings={**SEMI, **PAPER_NETS}, what=", the paper's recipe"),
     _semisupervised("1000", 100, None, suffix="_paper_recipe", recipe=PAPER, full_scale=full(30),
                     settings={**SEMI, **PAPER_NETS}, what=", the paper's recipe"),
-    _semisupervised("all", None, None, suffix="_style4", full_scale=full(20), settings=STYLE4, what=", 4-D style"),
+    *[_semisupervised(labels, per_class, None, suffix="_style4", full_scale=full(epochs), settings=STYLE4,
+                      what=", 4-D style") for labels, per_class, epochs in (("100", 10, 80), ("1000", 100, 60),
+                                                                            ("all", None, 20))],
     # chapter 7: unsupervised clustering (paper table 3)
     _clustering(16, (9.55, 2.05), full(150, SEEDS3)),
     _clustering(30, (4.10, 1.13), full(150, SEEDS3)),

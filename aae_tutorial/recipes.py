@@ -157,6 +157,9 @@ COURSE_LABELS = dataclasses.replace(COURSE, name="course-labels", adv_lr=2e-3)
 #: 1000 labels the same screen chose 2e-4 (2.94 % against 2.97 %), so that one keeps :data:`COURSE`.
 COURSE_SEMI = dataclasses.replace(COURSE, name="course-semi", adv_lr=5e-4)
 
+#: Every named recipe, by the name its records carry.
+NAMED = {r.name: r for r in (PAPER, COURSE, COURSE_FIRM, COURSE_LABELS, COURSE_SEMI)}
+
 #: Where the paper's recipe comes from. The paper's appendix is read here through a public reproduction that
 #: transcribes it (a secondary source): github.com/1henrypage/adversarial-autoencoders, its "Paper Configuration" cells
 #: and ``src/aae.py``.

@@ -1,7 +1,8 @@
 """The log of what was tried at the paper's width: an experiment's own record beside runs that each change one thing
-(``python -m aae_tutorial.run NAME --scale full --sweep FIELD VALUE``, and the experiment's ``_paper_recipe`` variant),
-compared at equal epochs by the best validation score each reached within them. The test images play no part: a
-change is kept or dropped on validation alone.
+(``python -m aae_tutorial.run NAME --scale full --sweep FIELD VALUE``, and the experiment's variants: the paper's
+recipe, another style size), compared at equal epochs by the best validation score each reached within them. Each
+run is named by how it differs from the catalogue's settings now, so a run made before a setting was adopted shows
+as the change it now is. The test images play no part: a change is kept or dropped on validation alone.
 """
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import statistics
 from pathlib import Path
 
 from . import tables
-from .experiments import get
-from .recipes import REPRODUCTION
+from .experiments import CATALOGUE, get
+from .recipes import NAMED, PAPER, REPRODUCTION
 from .results import load, readable, roots
 
 
@@ -26,27 +27,60 @@ def _best(curve: list[float], epochs: int, higher_is_better: bool) -> tuple[floa
     return value, shown.index(value) + 1
 
 
+def _numbers(settings: dict, recipe: str) -> dict | None:
+    """What a run trained with, as comparable numbers: its rates and its model settings; ``None`` where its record
+    does not say (records of searches before 2026-12-07 were converted to say it)."""
+    if recipe not in NAMED or not isinstance(settings, dict):
+        return None
+    r = NAMED[recipe]
+    return {"lr": r.lr, "adv_lr": r.adv_lr, "clf_lr": r.clf_lr, **settings}
+
+
+def _change(run: dict | None, current: dict | None, recipe: str, named: dict) -> str | None:
+    """How a run differs from the catalogue's settings now: ``None`` for no difference, the paper's recipe by that
+    name, else each differing value (``"z_dim 4, adv_lr 0.0002"``). A record that does not say what it trained
+    with is named by what it changed (``named``: a search's base and its value)."""
+    if recipe == PAPER.name:
+        return "the paper's recipe and networks"
+    if run is None or current is None:
+        return ", ".join(f"{k} {v:g}" for k, v in named.items()) or None
+    return ", ".join(f"{k} {run[k]:g}" for k in current if k in run and run[k] != current[k]) or None
+
+
+def _records(experiment: str, full: Path) -> list[Path]:
+    """The experiment's own record, then its variants of the same kind and labels (the paper's recipe, another
+    style size) that the catalogue names; outside the catalogue, the ``_paper_recipe`` variant."""
+    own = full / f"{experiment}.json"
+    if experiment not in CATALOGUE:
+        return [p for p in (own, full / f"{experiment}_paper_recipe.json") if p.is_file()]
+    exp = CATALOGUE[experiment]
+    variants = sorted(p for p in full.glob(f"{experiment}_*.json") if p.stem in CATALOGUE and
+                      (CATALOGUE[p.stem].kind, CATALOGUE[p.stem].labels_per_class) == (exp.kind, exp.labels_per_class))
+    return [p for p in (own, *variants) if p.is_file()]
+
+
 def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_better: bool = False) -> list[dict]:
-    """One row per run: ``change`` (``None`` for the experiment itself; a search started from changed settings, with
-    ``--set``, names them too), ``valid`` (the best validation value within
-    ``epochs``), ``epoch``, ``epochs`` (how far the run went), ``clusters_used`` where logged, ``precision`` where
-    the record gives it (the searches before 2026-12-07 do not), and for the records
-    of whole experiments ``swing``, the median change of the validation value from one epoch to the next (how much
-    one seed's best can move by chance; ``None`` within one epoch). Runs shorter than ``epochs`` are left out, so
-    that every row is compared at the same length."""
+    """One row per run: ``change``, how the run differs from the catalogue's settings now (``None``: not at all;
+    :func:`_change`), ``valid`` (the best validation value within ``epochs``), ``epoch``, ``epochs`` (how far the
+    run went), ``clusters_used`` where logged, ``precision`` where the record gives it (the searches before
+    2026-12-07 do not), and for the records of whole experiments ``swing``, the median change of the validation
+    value from one epoch to the next (how much one seed's best can move by chance; ``None`` within one epoch). Runs
+    shorter than ``epochs`` are left out, so that every row is compared at the same length."""
     full = _folder(folder)
     if full is None:
         return []
+    exp = CATALOGUE.get(experiment)
+    current = None if exp is None else _numbers(exp.settings, exp.recipe.name)
     found = []
-    for change, name in ((None, experiment), ("the paper's recipe and networks", f"{experiment}_paper_recipe")):
-        if not (path := full / f"{name}.json").is_file():
-            continue
+    for path in _records(experiment, full):
         rec = load(path)
         curve = rec["valid_curves"][0]
         if len(curve) < epochs:
             continue
         value, epoch = _best(curve, epochs, higher_is_better)
         steps = [abs(b - a) for a, b in zip(curve[:epochs - 1], curve[1:epochs])]
+        recipe = rec.get("recipe", PAPER.name if path.stem.endswith("_paper_recipe") else "")
+        change = _change(_numbers(rec.get("settings"), recipe), current, recipe, {})
         found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(curve), "clusters_used": None,
                       "precision": rec.get("precision"), "swing": statistics.median(steps) if steps else None})
     for path in sorted(full.glob(f"{experiment}_*_sweep.json")):
@@ -57,7 +91,9 @@ def rows(experiment: str, epochs: int, folder: Path | None = None, higher_is_bet
                 continue
             value, epoch = _best(row["valid_curve"], epochs, higher_is_better)
             used = row.get("clusters_used") if epoch == row["epoch"] else None
-            change = ", ".join(f"{k} {v:g}" for k, v in {**base, field: row[field]}.items())
+            named = {**base, field: row[field]}
+            run = _numbers(rec.get("settings"), rec.get("recipe", ""))
+            change = _change(None if run is None else {**run, **named}, current, rec.get("recipe", ""), named)
             found.append({"change": change, "valid": value, "epoch": epoch, "epochs": len(row["valid_curve"]),
                           "clusters_used": used, "precision": rec.get("precision")})
     return found
@@ -82,7 +118,7 @@ def table(experiment: str, epochs: int, baseline: str, folder: Path | None = Non
             f"validation score; the test images were not used."
             + (" Categories used: on the validation images at that epoch, where the run logged it." if counted else "")
             + f" Records: `book/results/full/{experiment}*.json`."
-            + ("" if own is None or own["swing"] is None else
+            + ("" if own is None or own.get("swing") is None else
                f" One seed each: with {baseline}, the validation value moves by {own['swing']:.2f} from one epoch to "
                "the next (median), so a difference smaller than that is no evidence either way."))
     return tables.markdown(["change from " + baseline, "best on validation", "at epoch", "vs none",
@@ -96,8 +132,6 @@ RECIPE_SOURCE = "recipes.PAPER_SOURCES, value by value"
 #: (experiment, the setting in words, its key in the experiment's settings, or "recipe", the paper's value, the
 #: :func:`rows` change that undoes it, the source of the paper's value).
 DEPARTURES = [
-    ("semisupervised_100_labels", "style code z (dimensions)", "z_dim", "10", "z_dim 10",
-     "the transcription's 'OG Setup' cell: LATENT_DIM_STYLE = 10"),
     ("semisupervised_100_labels", "batch norm in the encoder", "batch_norm", "off", "batch_norm 0",
      "not in the paper; the transcription's Encoder (plain linear and ReLU layers) has none"),
     *[(name, "recipe and networks", "recipe", "paper", "the paper's recipe and networks", RECIPE_SOURCE)

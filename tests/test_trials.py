@@ -73,3 +73,15 @@ def test_the_departures_name_settings_the_catalogue_has():
     for name, _, key, _, _, source in trials.DEPARTURES:
         assert key == "recipe" or key in experiments.get(name).settings, (name, key)
         assert source
+
+
+def test_a_run_is_named_by_how_it_differs_from_the_catalogue_now(tmp_path):
+    exp = experiments.get("semisupervised_100_labels")  # 10-D style, adversarial rate 5e-4 since 2026-12-07
+    write(tmp_path, exp.name, {"valid_curves": [[9.0, 8.0]], "settings": {**exp.settings, "z_dim": 4},
+                               "recipe": "course"})  # a record made at the earlier settings
+    write(tmp_path, f"{exp.name}_z_dim_10_adv_lr_sweep", {
+        "swept": "adv_lr", "base": {"z_dim": 10}, "settings": exp.settings, "recipe": "course", "rows": [
+            {"adv_lr": exp.recipe.adv_lr, "valid_curve": [5.0, 4.0], "epoch": 2},
+            {"adv_lr": 2e-4, "valid_curve": [7.0, 6.0], "epoch": 2}]})
+    assert [r["change"] for r in trials.rows(exp.name, 2, tmp_path)] == ["adv_lr 0.0002, z_dim 4", None,
+                                                                         "adv_lr 0.0002"]
