@@ -70,7 +70,8 @@ def make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        why = "a file, not a folder" if folder.exists() and not folder.is_dir() else e.strerror or type(e).__name__
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocking} is a file, not a folder" if blocking else e.strerror or type(e).__name__
         raise UnwritableFolder(f"cannot use {folder} as a folder: {why}. Point the setting at a folder you can "
                                f"write to ({FOLDER_SETTINGS}), or remove what is there") from e
 

@@ -1,8 +1,10 @@
-"""Measured results, written by the runs to ``results/<experiment>.json`` and rendered into the book's tables.
+"""Measured results, one record per experiment and scale in ``results/<scale>/<experiment>.json``, rendered into the
+book's tables.
 
 Every record carries its provenance, taken from the training runs themselves (mode, device, epochs, the wall time of
 every seed's run), and the paper's value with its ± where it has one, so that no number in the book is typed in by
-hand. Records are written atomically; a quick run never replaces a full (paper-scale) record.
+hand. A chapter's record and the run command's go through one writer, :func:`write`, to the same place: an experiment
+has one record at each scale, whichever road trained it last. Records are written atomically.
 """
 from __future__ import annotations
 
@@ -91,12 +93,12 @@ def paths(pattern: str, folder: Path | None = None) -> list[Path]:
 
 
 def recorded(experiment: str, scale: str, folder: Path | None = None) -> dict | None:
-    """The run command's record of ``experiment`` at ``scale`` (``<scale>/<experiment>.json`` under the first of
-    :func:`roots` that has it), or ``None`` where it has not been run."""
+    """The record of ``experiment`` at ``scale`` (``<scale>/<experiment>.json`` under the first of :func:`roots` that
+    has it), or ``None`` where it has not been run."""
     for root in roots(folder):
         path = root / scale / f"{experiment}.json"
         if path.is_file():
-            return load(path)
+            return load_record(path)
     return None
 
 
@@ -114,7 +116,7 @@ def paper_width_cell(record: dict | None) -> str:
 
 def paper_width_note(records: Sequence[dict]) -> str:
     """Where the paper-width column comes from: width, device, precision, epochs, the epoch picked, wall time."""
-    parts = [f"`{r['experiment']}`: width {r['hidden'][0]}, {r['device']}, {r['precision']}, {r['epochs']} epochs "
+    parts = [f"`{r['experiment']}`: width {r.get('hidden', ['–'])[0]}, {r['device']}, {r['precision']}, {r['epochs']} epochs "
              f"(epoch {', '.join(map(str, r['selected_epochs']))} picked on validation), {r['wall_time_s'] / 60:.0f} min"
              for r in records]
     return ("Paper width: the paper's 1000-unit layers, trained by `python -m aae_tutorial.run NAME --scale full` "
@@ -172,12 +174,13 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
            selected_epochs: Sequence[int] | None = None, **extra) -> dict:
     """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.
 
-    ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
+    The record goes to :func:`record_path` at the runs' mode, the place the run command writes the same experiment's
+    record. ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
     and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models behind
     the values (:mod:`aae_tutorial.recipes`), by default the one the runs carry: its name and settings are recorded.
     ``selected_epochs`` (1-based, one per seed) are the epochs whose weights gave the values, by default the ones the
     runs picked on validation, or their last. ``extra`` adds fields of the experiment's own; it cannot replace a
-    :data:`SCHEMA` field. A ``quick`` run never replaces a ``full`` record.
+    :data:`SCHEMA` field.
     """
     check_name(experiment, "an experiment name")
     if experiment.startswith(RESERVED):
@@ -220,12 +223,7 @@ def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequ
     if not math.isfinite(rec["wall_time_s"]):
         raise ValueError(f"the runs' wall times must be finite, got {rec['wall_times_s']}")
     rec.update(extra)
-    path = results_dir() / f"{experiment}.json"
-    with folder_lock(path.parent):  # the check and the write, with no other writer in between
-        if rec["mode"] == "quick" and _existing_mode(path) == "full":
-            print(f"kept the paper-scale record in {path}; this quick run's value was {rec['value']}")
-            return rec
-        write_json(path, rec)
+    write(rec, mode)
     return rec
 
 
@@ -270,10 +268,13 @@ def convert(path: Path) -> bool:
 
 
 def write(rec: dict, scale: str, root: Path | None = None, merge=None) -> Path:
-    """Write a record of the run command to :func:`record_path` atomically, with no other writer in between; with
-    ``merge``, what is written is ``merge(earlier record or None)`` (a search adding its rows). Returns the path."""
+    """Write a record to :func:`record_path` atomically, with no other writer in between: the one writer of every
+    experiment record, a chapter's and the run command's. With ``merge``, what is written is ``merge(earlier record or
+    None)`` (a search adding its rows). An earlier record that cannot be read is set aside, with a warning. Returns
+    the path."""
     path = record_path(rec["experiment"], scale, root)
     with folder_lock(path.parent):
+        _set_aside_if_unreadable(path)
         if merge is not None:
             rec = merge(read_json(path, lambda v: isinstance(v, dict) and isinstance(v.get("rows"), list),
                                   "the search's record"))
@@ -281,19 +282,17 @@ def write(rec: dict, scale: str, root: Path | None = None, merge=None) -> Path:
     return path
 
 
-def _existing_mode(path: Path) -> str | None:
-    """The mode of the record at ``path`` (case and spaces ignored), or ``None`` if there is none. An unreadable
-    record is moved aside as ``*.corrupt`` with a warning naming both files, and counts as none."""
+def _set_aside_if_unreadable(path: Path) -> None:
+    """Move an unreadable record at ``path`` aside as ``*.corrupt``, with a warning naming both files."""
     if not path.exists():
-        return None
+        return
     try:
-        return str(load(path).get("mode", "")).strip().lower()
+        load(path)
     except ResultsFileError as e:
         aside = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.corrupt")
         os.replace(path, aside)
         warnings.warn(f"{e}; moved it to {aside} (delete it once you have looked at it) and wrote the new record",
-                      stacklevel=3)
-        return None
+                      stacklevel=4)
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -326,14 +325,17 @@ def load_record(path: Path) -> dict:
     return rec
 
 
-def load_all(prefix: str = "", folder: Path | None = None) -> list[dict]:
-    """Every record whose experiment name starts with ``prefix`` (under :func:`roots`), sorted by name. JSON files that are not experiment
-    records (the course's own files, or anything else put there) are skipped, with a warning for the latter."""
+def load_all(prefix: str = "", folder: Path | None = None, scale: str = "quick") -> list[dict]:
+    """Every record at ``scale`` whose experiment name starts with ``prefix`` (``<scale>/`` under :func:`roots`),
+    sorted by name. JSON files that are not experiment records (a search's, or anything else put there) are skipped,
+    with a warning for those that are not a search's either."""
     out = []
-    for path in paths(f"{prefix}*.json", folder):
+    for path in paths(f"{scale}/{prefix}*.json", folder):
         if path.stem.startswith(RESERVED):
             continue
         rec = load(path)
+        if "rows" in rec:  # a search's record
+            continue
         if not RECORD_FIELDS <= set(rec):
             warnings.warn(f"{path} is not an experiment record (it has no experiment, metric, value and mode); "
                           "skipped it", stacklevel=2)
@@ -417,8 +419,7 @@ def headline_table(rows: dict[str, str], title: str = "", folder: Path | None = 
     the paper's and what it was trained with; the record files are named in a note."""
     body, wide_count = [], 0
     for name, words in rows.items():
-        found = paths(f"{name}.json", folder)
-        r = paper_width(name, folder) or (load_record(found[0]) if found else None)
+        r = paper_width(name, folder) or recorded(name, "quick", folder)
         if r is None:
             body.append([words, "–", "not run yet", "–", "–", "–", "–"])
             continue
@@ -444,13 +445,18 @@ def paper_width_records(folder: Path | None = None) -> list[dict]:
     return []
 
 
+def _threads(n: int | None) -> str:
+    """", 1 thread"; nothing for a chapter's full-scale record, which does not say."""
+    return "" if n is None else f", {n} thread{'s' * (n > 1)}"
+
+
 def paper_width_table(records: Sequence[dict], title: str = "") -> str:
     """The paper-width runs with what they cost: seeds, width, device, precision, threads, epochs done of those
     planned, the epoch picked on validation, wall time and seconds per epoch, beside the paper's value and theirs."""
     rows = [[readable(r["experiment"]), _fmt(r["paper"], r.get("paper_std")), _fmt(r["value"], r.get("std")),
-             ", ".join(map(str, r["seeds"])), r["hidden"][0],
-             f"{r['device']}, {r['precision']}, {r['threads']} thread{'s' * (r['threads'] > 1)}",
-             f"{r['epochs']} of {r['epochs_planned']}", ", ".join(map(str, r["selected_epochs"])),
+             ", ".join(map(str, r["seeds"])), r.get("hidden", ["–"])[0],
+             f"{r['device']}, {r['precision']}" + _threads(r.get("threads")),
+             f"{r['epochs']} of {r.get('epochs_planned', r['epochs'])}", ", ".join(map(str, r["selected_epochs"])),
              f"{r['wall_time_s'] / 60:.0f} min", f"{r['wall_time_s'] / r['epochs'] / len(r['seeds']):.0f} s"]
             for r in records]
     if not rows:
@@ -476,16 +482,6 @@ def sweep_table(record: dict, title: str = "") -> str:
                            note)
 
 
-def seeds_line(experiment: str, folder: Path | None = None) -> str:
-    """One line for the run command's quick-scale record of ``experiment`` over several seeds (``python -m
-    aae_tutorial.run NAME --seeds 0 1 2``): mean ± std over the seeds, with its epochs; or that none is recorded."""
-    rec, name = recorded(experiment, "quick", folder), readable(experiment)
-    if rec is None:
-        return f"{name}: no multi-seed record yet (python -m aae_tutorial.run {experiment} --seeds 0 1 2)"
-    return (f"{name}: {_fmt(rec['value'], rec['std'])} over seeds {', '.join(map(str, rec['seeds']))} "
-            f"({rec['epochs']} epochs at width {rec['hidden'][0]}, each seed's epoch picked on validation)")
-
-
 def separation(better: dict, worse: dict) -> tuple[int, int, float]:
     """How clearly ``better`` beats ``worse`` (two records over the same seeds, lower values better): on how many
     seeds, of how many (paired by seed), and by how many pooled standard deviations their means differ."""
@@ -496,15 +492,14 @@ def separation(better: dict, worse: dict) -> tuple[int, int, float]:
     return wins, len(better["seeds"]), (worse["value"] - better["value"]) / pooled if pooled else math.inf
 
 
-def seeds_versus(better: str, worse: str, folder: Path | None = None) -> str:
-    """A line comparing two experiments' multi-seed quick records (:func:`seeds_line`): on how many seeds the first
-    is lower, and how far apart the means are in pooled standard deviations."""
-    a, b = recorded(better, "quick", folder), recorded(worse, "quick", folder)
-    if a is None or b is None:
-        return f"{readable(better)} vs {readable(worse)}: no multi-seed records yet"
-    wins, n, apart = separation(a, b)
-    return (f"{readable(better)} vs {readable(worse)}: lower on {wins} of {n} seeds; the means are {apart:.1f} pooled "
-            f"standard deviations apart")
+def seeds_versus(better: dict, worse: dict) -> str:
+    """A line comparing two records over the same seeds (lower is better): each mean ± std, on how many seeds the
+    first is lower, and how far apart the means are in pooled standard deviations (:func:`separation`)."""
+    wins, n, apart = separation(better, worse)
+    return (f"{readable(better['experiment'])} ({_fmt(better['value'], better['std'])}) vs "
+            f"{readable(worse['experiment'])} ({_fmt(worse['value'], worse['std'])}), seeds "
+            f"{', '.join(map(str, better['seeds']))}, {better['epochs']} epochs: lower on {wins} of {n} seeds; the "
+            f"means are {apart:.1f} pooled standard deviations apart")
 
 
 def width_line(quick: dict) -> str:

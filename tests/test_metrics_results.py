@@ -113,21 +113,25 @@ def results_dir(tmp_path, monkeypatch):
 def test_record_carries_every_seeds_provenance(results_dir):
     rec = results.record("x", "error (%)", [2.0, 4.0], recipe=recipes.COURSE, seeds=[0, 1], runs=[run(wall=10.0), run(wall=12.5)],
                          paper=1.9, paper_std=0.1, selected_epochs=[3, 2])
-    saved = json.loads((results_dir / "x.json").read_text())
+    saved = json.loads((results_dir / "full" / "x.json").read_text())  # one folder per scale
     assert saved == rec and saved["value"] == 3.0 and saved["std"] == pytest.approx(1.4142, abs=1e-4)
     assert saved["wall_times_s"] == [10.0, 12.5] and saved["wall_time_s"] == 22.5 and saved["selected_epochs"] == [3, 2]
     assert saved["paper"] == 1.9 and saved["paper_std"] == 0.1 and saved["mode"] == "full"
     assert saved["recipe"] == "course" and saved["recipe_settings"]["optimiser"] == "adam"
     assert saved["code_version"] == results.code_version()
-    assert not list(results_dir.glob("*.tmp"))
+    assert not list(results_dir.rglob("*.tmp"))
 
 
-def test_quick_never_replaces_full(results_dir):
+def test_an_experiment_has_one_record_per_scale_whichever_road_wrote_it(results_dir):
     results.record("x", "m", [3.0], recipe=recipes.COURSE, seeds=[0], runs=[run()])
     results.record("x", "m", [9.0], recipe=recipes.COURSE, seeds=[0], runs=[run(mode="quick")])
-    assert results.load(results_dir / "x.json")["value"] == 3.0
-    results.record("x", "m", [1.0], recipe=recipes.COURSE, seeds=[0], runs=[run()])  # a new full run does
-    assert results.load(results_dir / "x.json")["value"] == 1.0
+    assert results.load(results_dir / "full" / "x.json")["value"] == 3.0  # a quick run never touches a full record
+    assert results.load(results_dir / "quick" / "x.json")["value"] == 9.0
+    assert results.record_path("x", "quick") == results_dir / "quick" / "x.json"  # where the run command writes too
+    results.record("x", "m", [1.0], recipe=recipes.COURSE, seeds=[0], runs=[run()])  # a new full run replaces it
+    assert results.load(results_dir / "full" / "x.json")["value"] == 1.0
+    assert sorted(p.relative_to(results_dir).as_posix() for p in results_dir.rglob("*.json")) == [
+        "full/x.json", "quick/x.json"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -151,8 +155,9 @@ def test_record_refuses_what_would_forge_or_lose_a_result(results_dir, kwargs, m
 def test_record_needs_a_recipe_and_tables_show_it_where_rows_differ(results_dir):
     with pytest.raises(TypeError, match="recipe must be"):
         results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe="paper")
-    ours = results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE, clusters_used=[15])
-    theirs = results.record("y", "m", [2.0], seeds=[0], runs=[run()], recipe=recipes.PAPER)
+    ours = results.record("x", "m", [1.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE,
+                          clusters_used=[15])
+    theirs = results.record("y", "m", [2.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.PAPER)
     assert theirs["recipe"] == "paper" and theirs["recipe_settings"]["optimiser"] == "sgd"
     text = results.table([ours, theirs], columns=[("used", "clusters_used")])
     assert "| experiment | metric | paper | ours | used | recipe | wall time |" in text
@@ -160,22 +165,24 @@ def test_record_needs_a_recipe_and_tables_show_it_where_rows_differ(results_dir)
 
 
 def test_corrupt_results_file_is_named(results_dir):
-    (results_dir / "bad.json").write_text('{"experiment": ')
+    (results_dir / "quick").mkdir()
+    (results_dir / "quick" / "bad.json").write_text('{"experiment": ')
     with pytest.raises(results.ResultsFileError, match=r"bad\.json"):
         results.load_all()
-    (results_dir / "bad.json").write_text("[1, 2]")
+    (results_dir / "quick" / "bad.json").write_text("[1, 2]")
     with pytest.raises(results.ResultsFileError, match=r"bad\.json does not hold a JSON object"):
         results.load_all()
 
 
 def test_tables_pad_rows_and_render_reference_rows(results_dir):
-    rec = results.record("x", "error (%)", [2.0, 4.0], recipe=recipes.COURSE, seeds=[0, 1], runs=[run(), run()], paper=1.9, paper_std=0.1)
-    other = results.record("y", "error (%)", [5.0], recipe=recipes.COURSE, seeds=[0], runs=[run(epochs=7)])
+    rec = results.record("x", "error (%)", [2.0, 4.0], recipe=recipes.COURSE, seeds=[0, 1],
+                         runs=[run(mode="quick"), run(mode="quick")], paper=1.9, paper_std=0.1)
+    other = results.record("y", "error (%)", [5.0], recipe=recipes.COURSE, seeds=[0], runs=[run(mode="quick", epochs=7)])
     text = results.table([rec, other], "T", reference=[("GAN", "225 ± 2")])
     lines = text.splitlines()
     assert lines[0] == "**T**" and lines[2] == "| experiment | metric | paper | ours | epochs | seeds | wall time |"
     assert all(line.count("|") == 8 for line in lines[2:6])  # mode and device never change: moved to the note
-    assert lines[-1].startswith("Ours: recipe course, mode full, device cpu. Wall time: all seeds together. ")
+    assert lines[-1].startswith("Ours: recipe course, mode quick, device cpu. Wall time: all seeds together. ")
     assert "the public reproduction that transcribes its appendix trains 2,000–5,000 epochs" in lines[-1]
     assert "| 1.9 ± 0.1 | 3 ± 1.41 | 3 | 2 | 20 s |" in text and "| GAN (reported in the literature) |  | 225 ± 2 |" in text
     assert tables.markdown(["a", "b"], [["x|y"]]) == "| a | b |\n|---|---|\n| x\\|y |  |"
@@ -258,23 +265,17 @@ def test_content_follows_label_counts_what_the_judge_reads_back():
     assert follows == 100.0 and ignores == pytest.approx(10.0)  # a decoder that ignores y scores chance
 
 
-def test_a_record_edited_to_full_in_any_case_is_kept(results_dir):
-    results.record("x", "m", [3.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
-    path = results_dir / "x.json"
-    path.write_text(path.read_text().replace('"mode": "full"', '"mode": " Full"'))
-    results.record("x", "m", [9.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE)
-    assert results.load(path)["value"] == 3.0
-
-
 def test_a_corrupt_record_is_set_aside_with_a_warning_not_fatal(results_dir):
-    (results_dir / "x.json").write_text('{"experiment": ')
+    quick = results_dir / "quick"
+    quick.mkdir()
+    (quick / "x.json").write_text('{"experiment": ')
     with pytest.warns(UserWarning, match=r"x\.json.*moved it to .*x\.json\.[0-9a-f]{8}\.corrupt"):
         rec = results.record("x", "m", [1.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE)
-    assert results.load(results_dir / "x.json") == rec and len(list(results_dir.glob("x.json.*.corrupt"))) == 1
-    (results_dir / "x.json").write_text("[]")  # a second broken record is set aside beside the first
+    assert results.load(quick / "x.json") == rec and len(list(quick.glob("x.json.*.corrupt"))) == 1
+    (quick / "x.json").write_text("[]")  # a second broken record is set aside beside the first
     with pytest.warns(UserWarning, match="moved it to"):
         results.record("x", "m", [1.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE)
-    assert len(list(results_dir.glob("x.json.*.corrupt"))) == 2
+    assert len(list(quick.glob("x.json.*.corrupt"))) == 2
 
 
 def test_reserved_and_overlong_names_and_huge_values_are_refused(results_dir):
@@ -289,9 +290,10 @@ def test_reserved_and_overlong_names_and_huge_values_are_refused(results_dir):
 
 
 def test_load_all_skips_files_that_are_not_records(results_dir):
-    rec = results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
+    rec = results.record("x", "m", [1.0], seeds=[0], runs=[run(mode="quick")], recipe=recipes.COURSE)
     results.write_json(results_dir / "quick_course.json", {"chapters": []})
-    results.write_json(results_dir / "notes.json", {"hello": 1})
+    results.write_json(results_dir / "quick" / "x_lr_sweep.json", {"experiment": "x_lr_sweep", "rows": []})
+    results.write_json(results_dir / "quick" / "notes.json", {"hello": 1})
     with pytest.warns(UserWarning, match="notes.json is not an experiment record"):
         assert results.load_all(folder=results_dir) == [rec]
 
@@ -299,14 +301,15 @@ def test_load_all_skips_files_that_are_not_records(results_dir):
 def test_records_are_read_from_the_results_folder_first_then_from_the_committed_ones(results_dir):
     fresh = results.record("prior_match_gaussian_aae", "m", [99.0], seeds=[0], runs=[run(mode="quick")],
                            recipe=recipes.COURSE)
-    assert results.paths("prior_match_gaussian_[av]ae.json") == [results_dir / "prior_match_gaussian_aae.json",
-                                                            results.BOOK_RESULTS / "prior_match_gaussian_vae.json"]
+    assert results.paths("quick/prior_match_gaussian_[av]ae.json") == [
+        results_dir / "quick" / "prior_match_gaussian_aae.json",
+        results.BOOK_RESULTS / "quick" / "prior_match_gaussian_vae.json"]
     assert results.load_all("prior_match_gaussian_aae")[0] == fresh  # this run's record hides the committed one
     assert "99" in results.headline_table({"prior_match_gaussian_aae": "AAE"})
     assert results.roots() == [results_dir, results.BOOK_RESULTS]
 
 
-def test_concurrent_quick_runs_never_replace_a_full_record(results_dir):
+def test_concurrent_writers_of_one_record_leave_one_whole_record_per_scale(results_dir):
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
@@ -317,7 +320,9 @@ def test_concurrent_quick_runs_never_replace_a_full_record(results_dir):
     for w in writers:
         w.join(30)
         assert w.exitcode == 0
-    assert results.load(results_dir / "x.json")["value"] == 3.0  # the full record survives every ordering
+    assert results.load(results_dir / "full" / "x.json")["value"] == 3.0  # no quick writer touches it
+    assert results.load(results_dir / "quick" / "x.json")["value"] in (9.0, 8.0)  # one writer's whole record
+    assert not list(results_dir.rglob("*.tmp"))
 
 
 def _write_record(folder: str, mode: str, value: float) -> None:
@@ -406,30 +411,17 @@ def test_the_searches_of_sweep_are_not_taken_for_experiments_records(results_dir
     assert [r["experiment"] for r in results.paper_width_records(results_dir)] == ["clustering_k16"]
 
 
-def test_a_seed_line_gives_the_mean_and_spread_over_seeds_or_says_none_is_recorded(results_dir):
-    assert results.seeds_line("semisupervised_7_labels", results_dir) == (
-        "semi-supervised, 7 labels: no multi-seed record yet (python -m aae_tutorial.run semisupervised_7_labels "
-        "--seeds 0 1 2)")
-    (results_dir / "quick").mkdir()
-    results.write_json(results_dir / "quick" / "semisupervised_7_labels.json",
-                       {"value": 6.2, "std": 0.31, "seeds": [0, 1, 2], "epochs": 3, "hidden": [256, 256]})
-    assert results.seeds_line("semisupervised_7_labels", results_dir) == (
-        "semi-supervised, 7 labels: 6.2 ± 0.31 over seeds 0, 1, 2 (3 epochs at width 256, each seed's epoch picked "
-        "on validation)")
-
-
 def test_separation_pairs_seeds_and_measures_the_gap_in_pooled_standard_deviations(results_dir):
     a = {"seeds": [0, 1, 2], "values": [1.0, 2.0, 3.0], "value": 2.0, "std": 1.0}
     b = {"seeds": [0, 1, 2], "values": [2.0, 1.5, 5.0], "value": 3.0, "std": 1.0}
     assert results.separation(a, b) == (2, 3, 1.0)
     with pytest.raises(ValueError, match="same two or more seeds"):
         results.separation(a, {**b, "seeds": [0, 1, 3]})
-    (results_dir / "quick").mkdir()
-    results.write_json(results_dir / "quick" / "semisupervised_7_labels.json", a)
-    results.write_json(results_dir / "quick" / "semisupervised_7_labels_labels_only.json", b)
-    assert results.seeds_versus("semisupervised_7_labels", "semisupervised_7_labels_labels_only", results_dir) == (
-        "semi-supervised, 7 labels vs semi-supervised, 7 labels, labelled images only: lower on 2 of 3 seeds; the "
-        "means are 1.0 pooled standard deviations apart")
+    a |= {"experiment": "semisupervised_7_labels", "epochs": 3}
+    b |= {"experiment": "semisupervised_7_labels_labels_only", "epochs": 3}
+    assert results.seeds_versus(a, b) == (
+        "semi-supervised, 7 labels (2 ± 1) vs semi-supervised, 7 labels, labelled images only (3 ± 1), seeds 0, 1, 2, "
+        "3 epochs: lower on 2 of 3 seeds; the means are 1.0 pooled standard deviations apart")
 
 
 def test_a_results_folder_that_cannot_be_written_is_named_with_its_remedy(results_dir, monkeypatch):
@@ -437,7 +429,7 @@ def test_a_results_folder_that_cannot_be_written_is_named_with_its_remedy(result
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(files.tempfile, "mkstemp", denied)
-    with pytest.raises(files.UnwritableFolder, match=f"cannot write {results_dir}/x.json: the folder .* refuses new "
+    with pytest.raises(files.UnwritableFolder, match=f"cannot write {results_dir}/full/x.json: the folder .* refuses new "
                                                     "files \\(Permission denied\\).*AAE_RESULTS_DIR"):
         results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
 
@@ -445,12 +437,13 @@ def test_a_results_folder_that_cannot_be_written_is_named_with_its_remedy(result
 def test_a_results_setting_that_names_a_file_is_refused_with_its_remedy(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("AAE_RESULTS_DIR", str(tmp_path / "a-file"))
-    with pytest.raises(files.UnwritableFolder, match="a-file as a folder: a file, not a folder.*AAE_RESULTS_DIR"):
+    with pytest.raises(files.UnwritableFolder, match="a-file is a file, not a folder.*AAE_RESULTS_DIR"):
         results.record("x", "m", [1.0], seeds=[0], runs=[run()], recipe=recipes.COURSE)
 
 
 def test_a_headline_row_whose_file_is_not_a_record_names_the_file_and_the_remedy(results_dir):
-    results.write_json(results_dir / "x.json", {"hello": 1})
+    (results_dir / "quick").mkdir()
+    results.write_json(results_dir / "quick" / "x.json", {"hello": 1})
     with pytest.raises(results.ResultsFileError, match=r"x.json is not an experiment record \(it has no "
                                                        "experiment, metric, mode, value\\): move it out"):
         results.headline_table({"x": "the x experiment"}, folder=results_dir)

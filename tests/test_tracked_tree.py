@@ -13,13 +13,13 @@ import scratch
 pytestmark = pytest.mark.notebooks  # executes a notebook: not in the torch-floor run
 
 TESTS = Path(__file__).resolve().parent
-#: What a chapter does with its result: ``results.record`` into the results folder (``results/`` beside the
-#: notebook unless AAE_RESULTS_DIR says otherwise), then finds it there.
+#: What a chapter does with its result: ``results.record`` into the results folder's ``quick/`` (``results/`` beside
+#: the notebook unless AAE_RESULTS_DIR says otherwise), then finds it there.
 CHAPTER = """
 from aae_tutorial import history, recipes, results
 run = history.Run("tiny", {}, history.History(), "quick", "cpu", 1, 0.1, recipe=recipes.COURSE)
 results.record("tiny_experiment", "error (%)", [1.0], seeds=[0], runs=[run])
-assert [p.parent for p in results.paths("tiny_experiment.json")] == [results.results_dir()] != ["results"]
+assert [p.parent for p in results.paths("quick/tiny_experiment.json")] == [results.results_dir() / "quick"]
 """
 
 
