@@ -168,8 +168,8 @@ def _prior_match(prior: str, model: str, recipe: Recipe, full_scale: Scale, suff
                  quick_seeds: tuple[int, ...] = (0,)) -> Experiment:
     return Experiment(f"prior_match_{prior}_{model}{suffix}", "03_aae", f"2-D {model.upper()}, {prior} prior"
                       + (", the paper's recipe" if recipe is PAPER else ""), "prior_match", recipe,
-                      quick(5, quick_seeds), full_scale, "MMD² to prior (lower is better)", {"prior": prior, "model": model},
-                      trains_on="train+valid")
+                      quick(5, quick_seeds), full_scale, "MMD² to prior (lower is better)",
+                      {"prior": prior, "model": model}, trains_on="train+valid")
 
 
 #: Every experiment of the book, by name (the name of its results record, or of its run where it has none).

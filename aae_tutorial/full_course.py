@@ -6,8 +6,8 @@
     python -m aae_tutorial.full_course --plan          # what full mode costs: runs, ensembles, projected time
 
 Each notebook is executed in place (nbclient, no cell time limit) from the ``book/`` folder, so it writes its results
-to ``book/results/<mode>/``. Trained weights are checkpointed as each run finishes, so after an interruption the same command
-resumes: finished runs load in seconds. ``book/results/full_course.json`` (``quick_course.json`` in quick mode)
+to ``book/results/<mode>/``. Trained weights are checkpointed as each run finishes, so after an interruption the same
+command resumes: finished runs load in seconds. ``book/results/full_course.json`` (``quick_course.json`` in quick mode)
 records the device, the torch version and, for every chapter, its wall time and the model-epochs it trained (from the
 runs' log), with the total; re-running some chapters updates their entries. A progress bar estimates the time left
 from the previous record. The executed notebooks carry no training progress bars (``AAE_PROGRESS=0``): the static

@@ -114,9 +114,14 @@ def paper_width_cell(record: dict | None) -> str:
     return f"{_fmt(record['value'], record.get('std'))} ({record['epochs']} ep)"
 
 
+def _width(record: dict) -> str:
+    """The record's layer width; "–" for a chapter's full-scale record, which does not say."""
+    return str(record["hidden"][0]) if "hidden" in record else "–"
+
+
 def paper_width_note(records: Sequence[dict]) -> str:
     """Where the paper-width column comes from: width, device, precision, epochs, the epoch picked, wall time."""
-    parts = [f"`{r['experiment']}`: width {r.get('hidden', ['–'])[0]}, {r['device']}, {r['precision']}, {r['epochs']} epochs "
+    parts = [f"`{r['experiment']}`: width {_width(r)}, {r['device']}, {r['precision']}, {r['epochs']} epochs "
              f"(epoch {', '.join(map(str, r['selected_epochs']))} picked on validation), {r['wall_time_s'] / 60:.0f} min"
              for r in records]
     return ("Paper width: the paper's 1000-unit layers, trained by `python -m aae_tutorial.run NAME --scale full` "
@@ -172,15 +177,15 @@ def _core(experiment: str, metric: str, values: Sequence[float], seeds: Sequence
 def record(experiment: str, metric: str, values: Sequence[float], *, seeds: Sequence[int], runs: Sequence[Run],
            recipe: Recipe | None = None, paper: float | None = None, paper_std: float | None = None,
            selected_epochs: Sequence[int] | None = None, **extra) -> dict:
-    """Write one result (mean and sample std over seeds) to ``results/<experiment>.json`` and return it.
+    """Write one result (mean and sample std over seeds) to ``results/<mode>/<experiment>.json`` and return it.
 
     The record goes to :func:`record_path` at the runs' mode, the place the run command writes the same experiment's
-    record. ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must agree)
-    and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models behind
-    the values (:mod:`aae_tutorial.recipes`), by default the one the runs carry: its name and settings are recorded.
-    ``selected_epochs`` (1-based, one per seed) are the epochs whose weights gave the values, by default the ones the
-    runs picked on validation, or their last. ``extra`` adds fields of the experiment's own; it cannot replace a
-    :data:`SCHEMA` field.
+    record. ``runs`` are the training runs behind the values, one per seed: their mode, device and epochs (which must
+    agree) and each one's wall time become the record's provenance. ``recipe`` is the training recipe of the models
+    behind the values (:mod:`aae_tutorial.recipes`), by default the one the runs carry: its name and settings are
+    recorded. ``selected_epochs`` (1-based, one per seed) are the epochs whose weights gave the values, by default the
+    ones the runs picked on validation, or their last. ``extra`` adds fields of the experiment's own; it cannot replace
+    a :data:`SCHEMA` field.
     """
     check_name(experiment, "an experiment name")
     if experiment.startswith(RESERVED):
@@ -274,10 +279,11 @@ def write(rec: dict, scale: str, root: Path | None = None, merge=None) -> Path:
     the path."""
     path = record_path(rec["experiment"], scale, root)
     with folder_lock(path.parent):
-        _set_aside_if_unreadable(path)
-        if merge is not None:
+        if merge is not None:  # read_json sets an unreadable record aside itself
             rec = merge(read_json(path, lambda v: isinstance(v, dict) and isinstance(v.get("rows"), list),
                                   "the search's record"))
+        else:
+            _set_aside_if_unreadable(path)
         write_json(path, rec)
     return path
 
@@ -331,8 +337,6 @@ def load_all(prefix: str = "", folder: Path | None = None, scale: str = "quick")
     with a warning for those that are not a search's either."""
     out = []
     for path in paths(f"{scale}/{prefix}*.json", folder):
-        if path.stem.startswith(RESERVED):
-            continue
         rec = load(path)
         if "rows" in rec:  # a search's record
             continue
@@ -454,7 +458,7 @@ def paper_width_table(records: Sequence[dict], title: str = "") -> str:
     """The paper-width runs with what they cost: seeds, width, device, precision, threads, epochs done of those
     planned, the epoch picked on validation, wall time and seconds per epoch, beside the paper's value and theirs."""
     rows = [[readable(r["experiment"]), _fmt(r["paper"], r.get("paper_std")), _fmt(r["value"], r.get("std")),
-             ", ".join(map(str, r["seeds"])), r.get("hidden", ["–"])[0],
+             ", ".join(map(str, r["seeds"])), _width(r),
              f"{r['device']}, {r['precision']}" + _threads(r.get("threads")),
              f"{r['epochs']} of {r.get('epochs_planned', r['epochs'])}", ", ".join(map(str, r["selected_epochs"])),
              f"{r['wall_time_s'] / 60:.0f} min", f"{r['wall_time_s'] / r['epochs'] / len(r['seeds']):.0f} s"]
